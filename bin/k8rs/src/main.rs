@@ -1,0 +1,275 @@
+//! `k8rs`: one binary that runs a whole cluster. `k8rs server` runs the control plane; the
+//! node agent arrives with the kubelet.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use k8rs_auth::kubeconfig::{Kubeconfig, write_kubeconfig};
+use k8rs_auth::pki::{ClusterPki, PkiOptions};
+use k8rs_store::Store;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "k8rs", version, about = "Kubernetes in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a control plane (API server with its store) and, unless disabled, a node.
+    Server(ServerArgs),
+}
+
+/// A CIDR such as 10.43.0.0/16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cidr {
+    net: Ipv4Addr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR (want ADDRESS/PREFIX)"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IPv4 address (IPv4 only for now)"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| (8..=30).contains(p))
+            .ok_or_else(|| format!("prefix length {prefix:?} must be a number from 8 to 30"))?;
+        let mask = u32::MAX << (32 - u32::from(prefix));
+        if u32::from(ip) & !mask != 0 {
+            return Err(format!(
+                "{s} has host bits set; did you mean {}/{prefix}?",
+                Ipv4Addr::from(u32::from(ip) & mask)
+            ));
+        }
+        Ok(Cidr { net: ip, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct ServerArgs {
+    /// Directory for the store, certificates and kubeconfig.
+    #[arg(long, default_value = "/var/lib/k8rs", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    bind_address: IpAddr,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443, value_name = "PORT")]
+    https_port: u16,
+    /// Address advertised to cluster members (default: the host's first non-loopback IPv4
+    /// address, else 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    advertise_address: Option<Ipv4Addr>,
+    /// Store: empty for the embedded store in the data dir; http(s):// URLs, comma-separated,
+    /// for etcd.
+    #[arg(long, default_value = "", value_name = "URLS")]
+    datastore_endpoint: String,
+    /// CA certificate to verify etcd with.
+    #[arg(long, value_name = "FILE")]
+    datastore_cafile: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(long, value_name = "FILE")]
+    datastore_certfile: Option<PathBuf>,
+    /// Client key for etcd.
+    #[arg(long, value_name = "FILE")]
+    datastore_keyfile: Option<PathBuf>,
+    /// Range of Service ClusterIPs.
+    #[arg(long, default_value = "10.43.0.0/16", value_name = "CIDR")]
+    service_cidr: Cidr,
+    /// Range of pod IPs; each node gets a slice of it.
+    #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
+    cluster_cidr: Cidr,
+    /// Extra names or IPs for the API server's certificate (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_san: Vec<String>,
+    /// Run the control plane only, with no node on this machine.
+    #[arg(long)]
+    disable_agent: bool,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("K8RS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    }
+}
+
+async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
+    if args.datastore_endpoint.is_empty() {
+        let path = args.data_dir.join("db").join("state.redb");
+        std::fs::create_dir_all(path.parent().unwrap_or(&args.data_dir))
+            .with_context(|| format!("creating {}", path.display()))?;
+        let store = k8rs_store_embedded::EmbeddedStore::open(&path, Default::default())
+            .with_context(|| format!("opening the embedded store at {}", path.display()))?;
+        return Ok(Arc::new(store));
+    }
+    let endpoints: Vec<String> = args
+        .datastore_endpoint
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for e in &endpoints {
+        if !e.starts_with("http://") && !e.starts_with("https://") {
+            bail!("--datastore-endpoint: {e:?} is not an http:// or https:// etcd URL");
+        }
+    }
+    let config = k8rs_store_etcd::EtcdConfig {
+        endpoints,
+        ca_file: args.datastore_cafile.clone(),
+        cert_file: args.datastore_certfile.clone(),
+        key_file: args.datastore_keyfile.clone(),
+        ..Default::default()
+    };
+    let store = k8rs_store_etcd::EtcdStore::connect(config)
+        .await
+        .context("connecting to etcd")?;
+    Ok(Arc::new(store))
+}
+
+fn advertise_address(args: &ServerArgs) -> Ipv4Addr {
+    if let Some(a) = args.advertise_address {
+        return a;
+    }
+    match args.bind_address {
+        IpAddr::V4(a) if !a.is_unspecified() => a,
+        _ => k8rs_auth::pki::host_ipv4_addresses()
+            .into_iter()
+            .next()
+            .unwrap_or(Ipv4Addr::LOCALHOST),
+    }
+}
+
+async fn server(args: ServerArgs) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let service_ip = Ipv4Addr::from(u32::from(args.service_cidr.net) + 1);
+    let pki_opts = PkiOptions {
+        service_ip: IpAddr::V4(service_ip),
+        extra_sans: args.tls_san.clone(),
+        host_ips: None,
+    };
+    let pki = ClusterPki::load_or_create(&args.data_dir.join("tls"), &pki_opts)
+        .context("setting up the cluster PKI")?;
+    let store = open_store(&args).await?;
+    let advertise = advertise_address(&args);
+    let config = k8rs_apiserver::Config {
+        bind_address: args.bind_address,
+        port: args.https_port,
+        advertise_address: advertise,
+        advertise_port: args.https_port,
+        service_cidr: (args.service_cidr.net, args.service_cidr.prefix),
+        issuer: "https://kubernetes.default.svc.cluster.local".into(),
+        data_dir: args.data_dir.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind((args.bind_address, args.https_port))
+        .await
+        .with_context(|| format!("listening on {}:{}", args.bind_address, args.https_port))?;
+    let api = k8rs_apiserver::ApiServer::new(config, store, &pki, shutdown.clone()).await?;
+    let host = match args.bind_address {
+        IpAddr::V4(a) if !a.is_unspecified() => a.to_string(),
+        _ => "127.0.0.1".to_string(),
+    };
+    let kubeconfig_path = args.data_dir.join("admin.kubeconfig");
+    let admin = pki.admin_client();
+    let kubeconfig = Kubeconfig::new(
+        format!("https://{host}:{}", args.https_port),
+        pki.ca_cert_pem(),
+        admin.cert_pem.clone(),
+        admin.key_pem.clone(),
+    );
+    write_kubeconfig(&kubeconfig_path, &kubeconfig).context("writing the admin kubeconfig")?;
+    tracing::info!(
+        "API server listening on https://{}:{}; admin kubeconfig written to {}",
+        args.bind_address,
+        args.https_port,
+        kubeconfig_path.display()
+    );
+    if !args.disable_agent {
+        tracing::info!(
+            "the node agent is not part of this build yet; running the control plane only"
+        );
+    }
+    let _ = args.cluster_cidr;
+    api.run(listener, &pki, shutdown).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::error!(%err, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        }
+        shutdown.cancel();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parsing_explains_errors() {
+        assert_eq!(
+            "10.43.0.0/16".parse::<Cidr>(),
+            Ok(Cidr {
+                net: Ipv4Addr::new(10, 43, 0, 0),
+                prefix: 16
+            })
+        );
+        assert!(
+            "10.43.0.1/16"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!(
+            "10.43.0.0"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("not a CIDR")
+        );
+        assert!("fd00::/64".parse::<Cidr>().is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! The API server driven by the real kubectl: the user's first session, apply's add/change/remove
+//! of fields and list items, the everyday verbs, and output formats.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, eventually};
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: localhost/web:1
+        ports: [{containerPort: 8080}]
+        env:
+        - {name: A, value: "1"}
+        - {name: B, value: "2"}
+      - name: sidecar
+        image: localhost/sidecar:1
+"#;
+
+const SERVICE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"#;
+
+fn configmap(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\ndata: {{a: \"1\"}}\n")
+}
+
+#[test]
+fn first_session_with_kubectl() {
+    let s = Server::start(&[]);
+    let log = s.log();
+    assert!(
+        log.contains("admin.kubeconfig"),
+        "server logs where the kubeconfig is: {log}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(s.kubeconfig())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let ns = s.kubectl(&["get", "ns", "-o", "name"]);
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.contains(&format!("namespace/{n}")), "{ns}");
+    }
+    assert_eq!(s.create_namespace("shop").trim(), "namespace/shop created");
+    assert_eq!(
+        s.kubectl_stdin(&["apply", "-f", "-"], DEPLOYMENT).trim(),
+        "deployment.apps/web created"
+    );
+    s.kubectl_stdin(&["-n", "shop", "create", "-f", "-"], &configmap("cfg"));
+    s.kubectl_stdin(&["-n", "shop", "create", "-f", "-"], SERVICE);
+    let out = s.kubectl(&["get", "deploy,cm,svc", "-A", "-o", "wide"]);
+    assert!(out.contains("deployment.apps/web"), "{out}");
+    assert!(out.contains("configmap/cfg"), "{out}");
+    assert!(
+        out.contains("service/kubernetes") && out.contains("10.43.0.1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("service/web") && out.contains("80/TCP"),
+        "{out}"
+    );
+    let header = s.kubectl(&["get", "deploy", "-n", "shop"]);
+    assert!(
+        header.starts_with("NAME   READY   UP-TO-DATE   AVAILABLE   AGE"),
+        "{header}"
+    );
+}
+
+#[test]
+fn apply_adds_changes_and_removes_fields() {
+    let s = Server::start(&[]);
+    s.create_namespace("shop");
+    s.kubectl_stdin(&["apply", "-f", "-"], DEPLOYMENT);
+    // Change an env value, remove env B and the sidecar, add a label.
+    let changed = DEPLOYMENT
+        .replace("{name: A, value: \"1\"}", "{name: A, value: \"10\"}")
+        .replace("        - {name: B, value: \"2\"}\n", "")
+        .replace(
+            "      - name: sidecar\n        image: localhost/sidecar:1\n",
+            "",
+        )
+        .replace(
+            "labels: {app: web}\nspec:\n  replicas: 2",
+            "labels: {app: web, tier: front}\nspec:\n  replicas: 3",
+        );
+    assert_eq!(
+        s.kubectl_stdin(&["apply", "-f", "-"], &changed).trim(),
+        "deployment.apps/web configured"
+    );
+    let got = s.kubectl(&["-n", "shop", "get", "deploy", "web", "-o", "jsonpath={.spec.replicas} {.metadata.labels.tier} {range .spec.template.spec.containers[*]}{.name},{end} {range .spec.template.spec.containers[0].env[*]}{.name}={.value};{end} {.metadata.generation}"]);
+    assert_eq!(got, "3 front web, A=10; 2");
+    assert_eq!(
+        s.kubectl_stdin(&["apply", "-f", "-"], &changed).trim(),
+        "deployment.apps/web unchanged"
+    );
+    let diff = s.kubectl_raw(&["diff", "-f", "-"]);
+    let _ = diff;
+}
+
+#[test]
+fn everyday_verbs() {
+    let s = Server::start(&[]);
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        &DEPLOYMENT.replace("  namespace: shop\n", ""),
+    );
+    s.kubectl(&["label", "deploy", "web", "team=a"]);
+    s.kubectl(&["annotate", "deploy", "web", "note=hello"]);
+    s.kubectl(&["scale", "deploy", "web", "--replicas=4"]);
+    s.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"paused":true}}"#,
+    ]);
+    s.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"merged":"yes"}}}"#,
+    ]);
+    s.kubectl(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/labels/json","value":"yes"}]"#,
+    ]);
+    let got = s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.metadata.labels.team} {.metadata.annotations.note} {.spec.replicas} {.spec.paused} {.metadata.labels.merged} {.metadata.labels.json}"]);
+    assert_eq!(got, "a hello 4 true yes yes");
+    // replace with a stale resourceVersion conflicts with upstream's message.
+    let yaml = s.kubectl(&["get", "deploy", "web", "-o", "yaml"]);
+    s.kubectl(&["label", "deploy", "web", "bump=1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("d.yaml");
+    std::fs::write(&f, &yaml).unwrap();
+    let err = s.kubectl_fails(&["replace", "-f", f.to_str().unwrap()]);
+    assert!(err.contains("the object has been modified; please apply your changes to the latest version and try again"), "{err}");
+    // edit through a scripted editor
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/note: hello/note: edited/' \"$1\"\n",
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", s.kubeconfig())
+        .env("KUBE_EDITOR", &editor)
+        .args(["edit", "deploy", "web"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.annotations.note}"
+        ]),
+        "edited"
+    );
+    // server-side dry run stores nothing
+    s.kubectl_stdin(
+        &["create", "--dry-run=server", "-f", "-"],
+        &configmap("dry"),
+    );
+    assert!(s.kubectl_fails(&["get", "cm", "dry"]).contains("not found"));
+    s.kubectl(&["delete", "deploy", "web", "--wait"]);
+    assert!(
+        s.kubectl_fails(&["get", "deploy", "web"])
+            .contains("deployments.apps \"web\" not found")
+    );
+}
+
+#[test]
+fn discovery_explain_and_formats() {
+    let s = Server::start(&[]);
+    let res = s.kubectl(&["api-resources"]);
+    for line in [
+        "pods",
+        "po",
+        "deployments",
+        "deploy",
+        "horizontalpodautoscalers",
+        "hpa",
+        "leases",
+        "certificatesigningrequests",
+    ] {
+        assert!(res.contains(line), "api-resources lacks {line}: {res}");
+    }
+    let versions = s.kubectl(&["api-versions"]);
+    assert!(
+        versions.contains("autoscaling/v1") && versions.contains("autoscaling/v2"),
+        "{versions}"
+    );
+    s.kubectl_stdin(
+        &["create", "-f", "-"],
+        &configmap("c1").replace("a: \"1\"", "a: \"1\""),
+    );
+    assert_eq!(
+        s.kubectl(&["get", "cm", "c1", "-o", "name"]).trim(),
+        "configmap/c1"
+    );
+    let cc = s.kubectl(&[
+        "get",
+        "cm",
+        "c1",
+        "-o",
+        "custom-columns=N:.metadata.name,A:.data.a",
+        "--no-headers",
+    ]);
+    assert_eq!(cc.split_whitespace().collect::<Vec<_>>(), ["c1", "1"]);
+    let json = s.kubectl(&["get", "cm", "c1", "-o", "json"]);
+    assert!(json.contains("\"resourceVersion\""), "{json}");
+    let all = s.kubectl(&["get", "all", "-A"]);
+    assert!(all.contains("service/kubernetes"), "{all}");
+}
+
+#[test]
+fn namespace_deletion_removes_content() {
+    let s = Server::start(&[]);
+    s.create_namespace("gone");
+    s.kubectl_stdin(&["-n", "gone", "create", "-f", "-"], &configmap("a"));
+    s.kubectl_stdin(
+        &["-n", "gone", "create", "-f", "-"],
+        &DEPLOYMENT.replace("  namespace: shop\n", ""),
+    );
+    s.kubectl(&["delete", "ns", "gone", "--wait=false"]);
+    let err = s.kubectl_stdin_fails(&["-n", "gone", "create", "-f", "-"], &configmap("b"));
+    assert!(
+        err.contains("because it is being terminated") || err.contains("not found"),
+        "{err}"
+    );
+    assert!(eventually(Duration::from_secs(20), || !s
+        .kubectl_raw(&["get", "ns", "gone"])
+        .status
+        .success()));
+    let err = s.kubectl_fails(&["delete", "ns", "default"]);
+    assert!(err.contains("forbidden"), "{err}");
+    let err = s.kubectl_stdin_fails(&["-n", "missing", "create", "-f", "-"], &configmap("a"));
+    assert!(err.contains("namespaces \"missing\" not found"), "{err}");
+}
+
+#[test]
+fn restart_and_kill9_keep_every_acknowledged_write() {
+    let mut s = Server::start(&[]);
+    for i in 0..20 {
+        s.kubectl_stdin(&["create", "-f", "-"], &configmap(&format!("c{i}")));
+    }
+    s.kill9_and_restart();
+    let names = s.kubectl(&["get", "cm", "-o", "name"]);
+    for i in 0..20 {
+        assert!(
+            names.contains(&format!("configmap/c{i}\n")),
+            "c{i} lost after kill -9: {names}"
+        );
+    }
+    let status = s.stop_and_restart();
+    assert!(status.success(), "SIGTERM shutdown exits 0, got {status}");
+    assert!(
+        s.kubectl(&["get", "cm", "c19", "-o", "name"])
+            .contains("c19")
+    );
+    // The same CA and certificates are reused: the old kubeconfig still works.
+}

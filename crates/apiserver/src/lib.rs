@@ -1,0 +1,191 @@
+//! The Kubernetes API server of k8rs: the REST API over HTTPS on a [`Store`], with a watch cache,
+//! discovery, OpenAPI, patches, authentication and admission.
+//!
+//! Only this crate touches the store. It must not depend on the scheduler, controllers, kubelet
+//! or proxy: they are its clients.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use k8rs_auth::authn::UserInfo;
+use k8rs_auth::pki::ClusterPki;
+use k8rs_auth::tokens::TokenIssuer;
+use k8rs_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub mod admission;
+mod bootstrap;
+pub mod cache;
+pub mod convert;
+pub mod decode;
+pub mod discovery;
+pub mod error;
+pub mod handlers;
+pub mod list;
+pub mod objects;
+pub mod openapi;
+pub mod patch;
+pub mod registry;
+pub mod request;
+pub mod server;
+pub mod strategy;
+pub mod subresources;
+pub mod table;
+pub mod watch;
+
+use error::{ApiError, ApiResult};
+use registry::{Registry, ResourceDef};
+
+/// How the API server is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind_address: IpAddr,
+    pub port: u16,
+    /// The address other members of the cluster reach this server at.
+    pub advertise_address: Ipv4Addr,
+    pub advertise_port: u16,
+    pub service_cidr: (Ipv4Addr, u8),
+    /// The service-account token issuer (and default audience).
+    pub issuer: String,
+    pub data_dir: PathBuf,
+}
+
+/// The API server's shared state; handlers borrow it through an `Arc`.
+pub struct ApiServer {
+    pub config: Config,
+    pub registry: &'static Registry,
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<cache::WatchCache>,
+    pub schemas: Arc<openapi::Schemas>,
+    pub allocators: strategy::Allocators,
+    pub tokens: TokenIssuer,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for ApiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServer")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the API server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("loading the watch cache from the store failed: {0}")]
+    CacheLoadFailed(#[source] k8rs_store::Error),
+    #[error("setting up TLS failed: {0}")]
+    TlsSetupFailed(#[source] k8rs_auth::Error),
+    #[error("creating the built-in objects failed: {0}")]
+    BootstrapFailed(#[source] ApiError),
+}
+
+impl ApiServer {
+    /// Loads the cache from `store` and prepares everything but the listener.
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        pki: &ClusterPki,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<ApiServer>, StartError> {
+        let registry: &'static Registry = Box::leak(Box::new(Registry::builtin()));
+        let cache = cache::WatchCache::start(store.clone(), registry, shutdown)
+            .await
+            .map_err(StartError::CacheLoadFailed)?;
+        let schemas = Arc::new(openapi::Schemas::build(registry));
+        let allocators = strategy::Allocators::new(config.service_cidr.0, config.service_cidr.1);
+        if let Some(services) = registry.lookup("", "v1", "services") {
+            let (snapshot, _) = cache.snapshot();
+            for svc in cache::range(&snapshot, &list::prefix(services, None), None) {
+                allocators.observe(&svc.value());
+            }
+        }
+        let tokens = TokenIssuer::new(pki.service_account_key_pem(), &config.issuer)
+            .map_err(StartError::TlsSetupFailed)?;
+        Ok(Arc::new(ApiServer {
+            config,
+            registry,
+            store,
+            cache,
+            schemas,
+            allocators,
+            tokens,
+            ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// Serves on `listener` until `shutdown`, with the built-in objects and background loops.
+    pub async fn run(
+        self: Arc<Self>,
+        listener: TcpListener,
+        pki: &ClusterPki,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartError> {
+        let acceptor = k8rs_auth::tls::acceptor(pki).map_err(StartError::TlsSetupFailed)?;
+        let serving = tokio::spawn(server::serve(
+            self.clone(),
+            listener,
+            acceptor,
+            shutdown.clone(),
+        ));
+        self.bootstrap()
+            .await
+            .map_err(StartError::BootstrapFailed)?;
+        self.ready.store(true, Ordering::Release);
+        let endpoints = tokio::spawn(self.clone().reconcile_endpoints(shutdown.clone()));
+        let namespaces = tokio::spawn(self.clone().finalize_namespaces(shutdown.clone()));
+        let _ = tokio::join!(serving, endpoints, namespaces);
+        Ok(())
+    }
+
+    /// Whether the server has loaded its cache and built-in objects.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The entry of `def`'s resource in its storage version (itself when it is stored as served).
+    pub fn storage_def(&self, def: &ResourceDef) -> &'static ResourceDef {
+        let registry: &'static Registry = self.registry;
+        registry
+            .all()
+            .iter()
+            .find(|d| d.prefix == def.prefix && !d.converts())
+            .expect("every stored resource has an entry in its storage version")
+    }
+
+    /// Authenticates a bearer token: a service-account token whose account (and bound pod)
+    /// still exist with the UIDs it names.
+    pub async fn authenticate_token(&self, token: &str) -> ApiResult<UserInfo> {
+        let unauthorized = || ApiError::Unauthorized("Unauthorized".into());
+        let verified = self
+            .tokens
+            .verify(token, &[self.config.issuer.clone()], chrono::Utc::now())
+            .map_err(|_| unauthorized())?;
+        let c = &verified.claims.kubernetes;
+        let sa_def = self
+            .registry
+            .lookup("", "v1", "serviceaccounts")
+            .ok_or_else(unauthorized)?;
+        let sa = self
+            .cache
+            .get(&sa_def.key(Some(&c.namespace), &c.serviceaccount.name));
+        if sa.is_none_or(|sa| sa.value()["metadata"]["uid"] != c.serviceaccount.uid.as_str()) {
+            return Err(unauthorized());
+        }
+        if let Some(pod) = &c.pod {
+            let pods = self
+                .registry
+                .lookup("", "v1", "pods")
+                .ok_or_else(unauthorized)?;
+            let live = self.cache.get(&pods.key(Some(&c.namespace), &pod.name));
+            if live.is_none_or(|p| p.value()["metadata"]["uid"] != pod.uid.as_str()) {
+                return Err(unauthorized());
+            }
+        }
+        Ok(verified.user)
+    }
+}

@@ -1,0 +1,254 @@
+//! The OpenAPI documents (`/openapi/v2`, `/openapi/v3`), generated from the k8s-openapi types'
+//! schemas with upstream's patch metadata and group-version-kind extensions, and the same schema
+//! graph used for strategic merge patches.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use k8rs_machinery::smp::{FieldPatchInfo, JsonSchemaDefinitions, PatchSchema};
+use serde_json::{Map, Value, json};
+
+use crate::registry::{Registry, ResourceDef};
+
+const REF_V3: &str = "#/components/schemas/";
+const REF_V2: &str = "#/definitions/";
+
+pub struct Schemas {
+    /// Definitions by name, with `$ref`s in the OpenAPI v3 form.
+    components: Map<String, Value>,
+    names: HashMap<(&'static str, &'static str, &'static str), String>,
+    patch: JsonSchemaDefinitions,
+    v2: OnceLock<Bytes>,
+    v3: OnceLock<(Bytes, HashMap<String, Bytes>)>,
+}
+
+impl std::fmt::Debug for Schemas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Schemas({} definitions)", self.components.len())
+    }
+}
+
+fn ref_name(schema: &Value) -> Option<String> {
+    let r = schema.get("$ref")?.as_str()?;
+    r.rsplit('/').next().map(str::to_string)
+}
+
+impl Schemas {
+    pub fn build(registry: &Registry) -> Schemas {
+        let settings = schemars::generate::SchemaSettings::openapi3();
+        let mut generator = schemars::SchemaGenerator::new(settings);
+        let mut names = HashMap::new();
+        for def in registry.all() {
+            let schema = def.typed.schema(&mut generator);
+            if let Some(name) = ref_name(schema.as_value()) {
+                names.insert((def.group, def.version, def.kind), name);
+            }
+        }
+        for extra in [
+            generator.subschema_for::<k8s_openapi::api::autoscaling::v1::Scale>(),
+            generator.subschema_for::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>(),
+        ] {
+            let _ = extra;
+        }
+        let mut components: Map<String, Value> =
+            generator.take_definitions(true).into_iter().collect();
+        for (name, schema) in components.iter_mut() {
+            strip_openapi3_only(schema);
+            let _ = name;
+        }
+        for def in registry.all() {
+            if let Some(name) = names.get(&(def.group, def.version, def.kind)) {
+                if let Some(s) = components.get_mut(name) {
+                    s["x-kubernetes-group-version-kind"] =
+                        json!([{"group": def.group, "version": def.version, "kind": def.kind}]);
+                }
+            }
+        }
+        for &(definition, field, strategy, merge_key) in k8rs_machinery::patchmeta::PATCH_METADATA {
+            if let Some(prop) = components
+                .get_mut(definition)
+                .and_then(|d| d.get_mut("properties"))
+                .and_then(|p| p.get_mut(field))
+            {
+                prop["x-kubernetes-patch-strategy"] = strategy.into();
+                if let Some(k) = merge_key {
+                    prop["x-kubernetes-patch-merge-key"] = k.into();
+                }
+            }
+        }
+        let patch = JsonSchemaDefinitions::new(&components);
+        Schemas {
+            components,
+            names,
+            patch,
+            v2: OnceLock::new(),
+            v3: OnceLock::new(),
+        }
+    }
+
+    /// The definition name of a resource's type (e.g. `io.k8s.api.core.v1.Pod`).
+    pub fn definition_name(&self, def: &ResourceDef) -> String {
+        self.names
+            .get(&(def.group, def.version, def.kind))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `/openapi/v3`: the index of group-version documents.
+    pub fn v3_index(&self, registry: &Registry) -> Bytes {
+        self.v3_docs(registry).0.clone()
+    }
+
+    /// `/openapi/v3/{api/v1 | apis/group/version}`.
+    pub fn v3_doc(&self, registry: &Registry, path: &str) -> Option<Bytes> {
+        self.v3_docs(registry).1.get(path).cloned()
+    }
+
+    fn v3_docs(&self, registry: &Registry) -> &(Bytes, HashMap<String, Bytes>) {
+        self.v3.get_or_init(|| {
+            let mut docs = HashMap::new();
+            let mut paths = Map::new();
+            for (group, versions) in registry.groups() {
+                for version in versions {
+                    let path = if group.is_empty() {
+                        format!("api/{version}")
+                    } else {
+                        format!("apis/{group}/{version}")
+                    };
+                    let doc = json!({
+                        "openapi": "3.0.0",
+                        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+                        "paths": self.v3_paths(registry, group, version),
+                        "components": {"schemas": self.components},
+                    });
+                    let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+                    let hash = format!("{:016X}", fxhash(&bytes));
+                    paths.insert(
+                        path.clone(),
+                        json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
+                    );
+                    docs.insert(path, bytes);
+                }
+            }
+            let index =
+                Bytes::from(serde_json::to_vec(&json!({"paths": paths})).unwrap_or_default());
+            (index, docs)
+        })
+    }
+
+    /// The operations of one group version, with the query parameters kubectl probes for
+    /// (`fieldValidation`) and the group-version-kind of each.
+    fn v3_paths(&self, registry: &Registry, group: &str, version: &str) -> Value {
+        let mut paths = Map::new();
+        let query = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string"}, "uniqueItems": true});
+        let write_params = json!([
+            query("dryRun"),
+            query("fieldManager"),
+            query("fieldValidation")
+        ]);
+        for def in registry.resources(group, version) {
+            let base = if group.is_empty() {
+                format!("/api/{version}")
+            } else {
+                format!("/apis/{group}/{version}")
+            };
+            let collection = if def.namespaced {
+                format!("{base}/namespaces/{{namespace}}/{}", def.plural)
+            } else {
+                format!("{base}/{}", def.plural)
+            };
+            let gvk = json!({"group": def.group, "version": def.version, "kind": def.kind});
+            let reference = json!({"$ref": format!("{REF_V3}{}", self.definition_name(def))});
+            let op = |action: &str, params: &Value| {
+                json!({
+                    "x-kubernetes-action": action,
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": params,
+                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": reference}}}},
+                })
+            };
+            let none = json!([]);
+            paths.insert(
+                collection.clone(),
+                json!({
+                    "get": op("list", &none),
+                    "post": op("post", &write_params),
+                    "delete": op("deletecollection", &none),
+                }),
+            );
+            paths.insert(
+                format!("{collection}/{{name}}"),
+                json!({
+                    "get": op("get", &none),
+                    "put": op("put", &write_params),
+                    "patch": op("patch", &write_params),
+                    "delete": op("delete", &none),
+                }),
+            );
+        }
+        Value::Object(paths)
+    }
+
+    /// `/openapi/v2` in JSON.
+    pub fn v2(&self) -> Bytes {
+        self.v2
+            .get_or_init(|| {
+                let mut defs = Value::Object(self.components.clone());
+                rewrite_refs(&mut defs);
+                let doc = json!({
+                    "swagger": "2.0",
+                    "info": {"title": "Kubernetes", "version": "v1.33.0"},
+                    "paths": {},
+                    "definitions": defs,
+                });
+                Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+            })
+            .clone()
+    }
+}
+
+impl PatchSchema for Schemas {
+    fn lookup(&self, def: &str, field: &str) -> Option<FieldPatchInfo> {
+        self.patch.lookup(def, field)
+    }
+}
+
+/// Drops the OpenAPI 3.1 / JSON-schema-only keys schemars may emit.
+fn strip_openapi3_only(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("$schema");
+            for x in m.values_mut() {
+                strip_openapi3_only(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_openapi3_only),
+        _ => {}
+    }
+}
+
+fn rewrite_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref") {
+                if let Some(name) = r.strip_prefix(REF_V3) {
+                    *r = format!("{REF_V2}{name}");
+                }
+            }
+            for x in m.values_mut() {
+                rewrite_refs(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
+}
+
+fn fxhash(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for &x in b {
+        h = (h ^ u64::from(x)).wrapping_mul(0x100000001b3);
+    }
+    h
+}
