@@ -101,9 +101,51 @@ struct ServerArgs {
     /// Extra names or IPs for the API server's certificate (repeatable).
     #[arg(long = "tls-san", value_name = "NAME")]
     tls_san: Vec<String>,
+    /// How often the store's history is compacted (e.g. 5m, 30s; 0 disables).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    etcd_compaction_interval: std::time::Duration,
     /// Run the control plane only, with no node on this machine.
     #[arg(long)]
     disable_agent: bool,
+}
+
+/// A duration such as `5m`, `30s`, `1h30m` or `0`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => {
+                return Err(format!(
+                    "invalid duration {s:?}: unknown unit {c:?} (use h, m, s, ms)"
+                ));
+            }
+        };
+        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        total += n * unit;
+        num.clear();
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(format!("invalid duration {s:?}: want e.g. 5m, 30s, 1h30m"));
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 fn main() -> Result<()> {
@@ -192,6 +234,7 @@ async fn server(args: ServerArgs) -> Result<()> {
         service_cidr: (args.service_cidr.net, args.service_cidr.prefix),
         issuer: "https://kubernetes.default.svc.cluster.local".into(),
         data_dir: args.data_dir.clone(),
+        compaction_interval: args.etcd_compaction_interval,
     };
     let listener = tokio::net::TcpListener::bind((args.bind_address, args.https_port))
         .await
@@ -248,6 +291,25 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(
+            parse_duration("5m"),
+            Ok(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(
+            parse_duration("1h30m"),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        assert_eq!(parse_duration("0"), Ok(std::time::Duration::ZERO));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5x").is_err());
+    }
 
     #[test]
     fn cidr_parsing_explains_errors() {

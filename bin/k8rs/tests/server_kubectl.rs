@@ -232,10 +232,7 @@ fn discovery_explain_and_formats() {
         versions.contains("autoscaling/v1") && versions.contains("autoscaling/v2"),
         "{versions}"
     );
-    s.kubectl_stdin(
-        &["create", "-f", "-"],
-        &configmap("c1").replace("a: \"1\"", "a: \"1\""),
-    );
+    s.kubectl_stdin(&["create", "-f", "-"], &configmap("c1"));
     assert_eq!(
         s.kubectl(&["get", "cm", "c1", "-o", "name"]).trim(),
         "configmap/c1"
@@ -301,4 +298,293 @@ fn restart_and_kill9_keep_every_acknowledged_write() {
             .contains("c19")
     );
     // The same CA and certificates are reused: the old kubeconfig still works.
+}
+
+const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p1, labels: {app: x}}
+spec:
+  containers: [{name: c, image: localhost/busybox:1}]
+"#;
+
+#[test]
+fn describe_watch_and_diff() {
+    let s = Server::start(&[]);
+    s.kubectl_stdin(&["apply", "-f", "-"], POD);
+    let d = s.kubectl(&["describe", "pod", "p1"]);
+    for want in [
+        "Name:             p1",
+        "Status:           Pending",
+        "QoS Class:                   BestEffort",
+        "node.kubernetes.io/not-ready:NoExecute op=Exists for 300s",
+        "kube-api-access-",
+    ] {
+        assert!(d.contains(want), "describe lacks {want:?}:\n{d}");
+    }
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", s.kubeconfig())
+        .args(["get", "pods", "-w", "--request-timeout=2s"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("NAME   READY   STATUS    RESTARTS   AGE\np1     0/1     Pending   0"),
+        "{text}"
+    );
+    let changed = POD.replace("{app: x}", "{app: z}");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("p.yaml");
+    std::fs::write(&f, changed).unwrap();
+    let out = s.kubectl_raw(&["diff", "-f", f.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("-    app: x") && text.contains("+    app: z"),
+        "{text}"
+    );
+}
+
+#[test]
+fn deletion_grace_finalizers_and_propagation() {
+    let s = Server::start(&[]);
+    // A pod bound to a node ends gracefully; without a node it goes at once.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &POD.replace("spec:\n", "spec:\n  nodeName: n1\n"),
+    );
+    s.kubectl(&["delete", "pod", "p1", "--wait=false"]);
+    let ts = s.kubectl(&[
+        "get",
+        "pod",
+        "p1",
+        "-o",
+        "jsonpath={.metadata.deletionGracePeriodSeconds}",
+    ]);
+    assert_eq!(ts, "30");
+    assert!(s.kubectl(&["get", "pod", "p1"]).contains("Terminating"));
+    assert!(
+        s.kubectl_raw(&["delete", "pod", "p1", "--grace-period=0", "--force"])
+            .status
+            .success()
+    );
+    assert!(s.kubectl_fails(&["get", "pod", "p1"]).contains("not found"));
+    s.kubectl_stdin(&["apply", "-f", "-"], POD);
+    s.kubectl(&["delete", "pod", "p1", "--wait=false"]);
+    assert!(s.kubectl_fails(&["get", "pod", "p1"]).contains("not found"));
+    // Finalizers hold an object; foreground and orphan deletion are recorded as finalizers.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/hold]}\n",
+    );
+    s.kubectl(&["delete", "cm", "held", "--wait=false"]);
+    assert!(
+        !s.kubectl(&[
+            "get",
+            "cm",
+            "held",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}"
+        ])
+        .is_empty()
+    );
+    s.kubectl(&[
+        "patch",
+        "cm",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(
+        s.kubectl_fails(&["get", "cm", "held"])
+            .contains("not found")
+    );
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &DEPLOYMENT.replace("  namespace: shop\n", ""),
+    );
+    s.kubectl(&[
+        "delete",
+        "deploy",
+        "web",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.finalizers}"
+        ]),
+        r#"["foregroundDeletion"]"#
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &configmap("orphaned"));
+    s.kubectl(&[
+        "delete",
+        "cm",
+        "orphaned",
+        "--cascade=orphan",
+        "--wait=false",
+    ]);
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "cm",
+            "orphaned",
+            "-o",
+            "jsonpath={.metadata.finalizers}"
+        ]),
+        r#"["orphan"]"#
+    );
+}
+
+#[test]
+fn admission_and_allocation() {
+    let s = Server::start(&[]);
+    let err = s.kubectl_stdin_fails(
+        &["apply", "-f", "-"],
+        &POD.replace("spec:\n", "spec:\n  priorityClassName: nope\n"),
+    );
+    assert!(
+        err.contains("no PriorityClass with name nope was found"),
+        "{err}"
+    );
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &POD.replace(
+            "spec:\n",
+            "spec:\n  priorityClassName: system-node-critical\n",
+        ),
+    );
+    assert_eq!(
+        s.kubectl(&["get", "pod", "p1", "-o", "jsonpath={.spec.priority}"]),
+        "2000001000"
+    );
+    let svc = SERVICE.replace("spec:\n", "spec:\n  type: NodePort\n");
+    s.kubectl_stdin(&["apply", "-f", "-"], &svc);
+    let got = s.kubectl(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}",
+    ]);
+    let (ip, port) = got.split_once(' ').unwrap();
+    let port: u16 = port.parse().unwrap();
+    assert!((30000..=32767).contains(&port), "{got}");
+    let last: u32 = ip.rsplit('.').next().unwrap().parse().unwrap();
+    let third: u32 = ip.split('.').nth(2).unwrap().parse().unwrap();
+    assert!(
+        ip.starts_with("10.43.") && (third > 0 || last > 255 || third * 256 + last >= 256),
+        "dynamic IPs avoid the static band: {ip}"
+    );
+    let taken = SERVICE
+        .replace("name: web", "name: web2")
+        .replace("spec:\n", &format!("spec:\n  clusterIP: {ip}\n"));
+    let err = s.kubectl_stdin_fails(&["apply", "-f", "-"], &taken);
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+    s.kubectl(&["delete", "svc", "web"]);
+    s.kubectl_stdin(&["apply", "-f", "-"], &taken);
+}
+
+#[test]
+fn one_object_served_in_two_versions() {
+    let s = Server::start(&[]);
+    let hpa = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 5
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+  - type: Resource
+    resource: {name: memory, target: {type: AverageValue, averageValue: 100Mi}}
+"#;
+    s.kubectl_stdin(&["apply", "-f", "-"], hpa);
+    let v1 = s.kubectl(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "-o",
+        "json",
+    ]);
+    let v1: serde_json::Value = serde_json::from_str(&v1).unwrap();
+    assert_eq!(v1["apiVersion"], "autoscaling/v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
+    assert!(
+        v1["metadata"]["annotations"]["autoscaling.alpha.kubernetes.io/metrics"]
+            .as_str()
+            .unwrap()
+            .contains("memory")
+    );
+    s.kubectl(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"maxReplicas":7}}"#,
+    ]);
+    let v2 = s.kubectl(&[
+        "get",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "web",
+        "-o",
+        "jsonpath={.spec.maxReplicas} {.spec.metrics[1].resource.name}",
+    ]);
+    assert_eq!(v2, "7 memory");
+    let ev = r#"
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: e1}
+eventTime: "2024-05-01T12:00:00.000000Z"
+reportingController: test
+reportingInstance: test-1
+action: Testing
+reason: Tested
+type: Normal
+note: hello
+regarding: {kind: Pod, name: p1, namespace: default}
+"#;
+    s.kubectl_stdin(&["create", "-f", "-"], ev);
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "events.v1.",
+            "e1",
+            "-o",
+            "jsonpath={.message} {.involvedObject.name}"
+        ]),
+        "hello p1"
+    );
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "e1",
+            "-o",
+            "jsonpath={.note} {.regarding.name}"
+        ]),
+        "hello p1"
+    );
+    let fs = s.kubectl(&[
+        "get",
+        "events",
+        "--field-selector=involvedObject.name=p1",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(fs.trim(), "event/e1");
 }

@@ -158,22 +158,13 @@ impl ApiServer {
         if !automount {
             return;
         }
-        let all_mounted = ["containers", "initContainers"].iter().all(|l| {
-            spec[*l].as_array().into_iter().flatten().all(|c| {
-                c["volumeMounts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|m| m["mountPath"] == SA_MOUNT)
-            })
-        });
         let has_volume = spec["volumes"].as_array().into_iter().flatten().any(|v| {
             v["name"]
                 .as_str()
                 .unwrap_or_default()
                 .starts_with("kube-api-access-")
         });
-        if has_volume || all_mounted && spec["containers"].is_array() && has_volume {
+        if has_volume {
             return;
         }
         let suffix: String = uuid::Uuid::new_v4()

@@ -190,7 +190,7 @@ impl WatchCache {
         let mut objects = Objects::new();
         for kv in &range.kvs {
             if let Some(obj) =
-                CachedObject::decode(&self.registry, &kv.key, &kv.value, kv.mod_revision)
+                CachedObject::decode(self.registry, &kv.key, &kv.value, kv.mod_revision)
             {
                 objects.insert(kv.key.clone(), Arc::new(obj));
             }
@@ -236,7 +236,7 @@ impl WatchCache {
 
     fn apply(&self, event: Event) {
         let decode = |kv: &KeyValue, rev| {
-            CachedObject::decode(&self.registry, &kv.key, &kv.value, rev).map(Arc::new)
+            CachedObject::decode(self.registry, &kv.key, &kv.value, rev).map(Arc::new)
         };
         let revision = event.revision();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -268,16 +268,30 @@ impl WatchCache {
         state.revision = revision;
         if let Some(ev) = cached {
             let ev = Arc::new(ev);
-            if state.history.len() >= HISTORY {
-                if let Some(old) = state.history.pop_front() {
-                    state.oldest = old.revision;
-                }
+            if state.history.len() >= HISTORY
+                && let Some(old) = state.history.pop_front()
+            {
+                state.oldest = old.revision;
             }
             state.history.push_back(ev.clone());
             let _ = state.events.send(ev);
         }
         drop(state);
         self.revision.send_replace(revision);
+    }
+
+    /// Forgets the history at and below `revision` (the store compacted it): watches from
+    /// older revisions get 410 Gone, as from a compacted store.
+    pub fn compact(&self, revision: Revision) {
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        while state
+            .history
+            .front()
+            .is_some_and(|e| e.revision <= revision)
+        {
+            state.history.pop_front();
+        }
+        state.oldest = state.oldest.max(revision);
     }
 
     /// The revision the cache has reached.
@@ -349,7 +363,7 @@ impl WatchCache {
     }
 
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.registry
     }
 }
 

@@ -86,11 +86,11 @@ fn event_from_core(v: Value) -> Value {
             out.insert((*ev).into(), x);
         }
     }
-    if let Some(host) = out.get("deprecatedSource").and_then(|s| s["host"].as_str()) {
-        if !out.contains_key("reportingInstance") {
-            let host = host.to_string();
-            out.insert("reportingInstance".into(), host.into());
-        }
+    if let Some(host) = out.get("deprecatedSource").and_then(|s| s["host"].as_str())
+        && !out.contains_key("reportingInstance")
+    {
+        let host = host.to_string();
+        out.insert("reportingInstance".into(), host.into());
     }
     Value::Object(out)
 }
@@ -160,10 +160,10 @@ fn hpa_v2_to_v1(mut v: Value) -> Value {
     put(HPA_CURRENT, Value::Array(current));
     put(HPA_CONDITIONS, conditions);
     put(HPA_BEHAVIOR, behavior);
-    if a.is_empty() {
-        if let Some(m) = v["metadata"].as_object_mut() {
-            m.remove("annotations");
-        }
+    if a.is_empty()
+        && let Some(m) = v["metadata"].as_object_mut()
+    {
+        m.remove("annotations");
     }
     v
 }
@@ -189,10 +189,10 @@ fn hpa_v1_to_v2(mut v: Value) -> Value {
     let current = parse(a, HPA_CURRENT);
     let conditions = parse(a, HPA_CONDITIONS);
     let behavior = parse(a, HPA_BEHAVIOR);
-    if a.is_empty() {
-        if let Some(m) = v["metadata"].as_object_mut() {
-            m.remove("annotations");
-        }
+    if a.is_empty()
+        && let Some(m) = v["metadata"].as_object_mut()
+    {
+        m.remove("annotations");
     }
     if let Some(t) = spec["targetCPUUtilizationPercentage"].as_i64() {
         metrics.insert(0, json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": t}}}));

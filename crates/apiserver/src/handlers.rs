@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use k8rs_machinery::fields::FieldSelector;
 use k8rs_machinery::labels::Selector;
 use serde_json::{Value, json};
@@ -116,9 +116,9 @@ async fn dispatch(
             let opts = delete_options(&params, req).await?;
             delete_collection(api, def, ns, &params, &opts).await
         }
-        _ => Err(ApiError::MethodNotAllowed(format!(
-            "the server does not allow this method on the requested resource"
-        ))),
+        _ => Err(ApiError::MethodNotAllowed(
+            "the server does not allow this method on the requested resource".to_string(),
+        )),
     }
 }
 
@@ -145,6 +145,7 @@ where
     Ok(written)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn patch_or_apply(
     api: &ApiServer,
     def: &ResourceDef,
@@ -199,29 +200,35 @@ pub fn write_options(params: &Params) -> WriteOptions {
     }
 }
 
-/// Reads a request body, refusing more than 3 MiB.
+/// Reads a request body, refusing more than 3 MiB. The rest of an oversized body is read and
+/// dropped (up to a bound) so that the client sees the 413 rather than a broken connection.
 pub async fn read_body(req: Request<Body>) -> ApiResult<Bytes> {
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
-        if len
-            .to_str()
-            .ok()
-            .and_then(|l| l.parse::<usize>().ok())
-            .is_some_and(|l| l > MAX_BODY)
-        {
-            return Err(too_large());
+    let mut body = req.into_body();
+    let mut out = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::BadRequest(format!("error reading request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > MAX_BODY {
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            continue;
         }
+        out.extend_from_slice(&data);
     }
-    Limited::new(req.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .map_err(
-            |e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                Some(_) => too_large(),
-                None => ApiError::BadRequest(format!("error reading request body: {e}")),
-            },
-        )
+    if seen > MAX_BODY {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(out))
 }
+
+/// How much of an oversized body is read before the connection is given up.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
 fn too_large() -> ApiError {
     ApiError::RequestEntityTooLarge("Request entity too large: limit is 3145728".into())
@@ -279,14 +286,14 @@ async fn delete_options(params: &Params, req: Request<Body>) -> ApiResult<Delete
             .as_str()
             .map(str::to_string);
     }
-    if let Some(p) = &opts.propagation_policy {
-        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::UnprocessableEntity {
-                message: format!(
-                    "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
-                ),
-            });
-        }
+    if let Some(p) = &opts.propagation_policy
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::UnprocessableEntity {
+            message: format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+            ),
+        });
     }
     Ok(opts)
 }

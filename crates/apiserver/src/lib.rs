@@ -51,6 +51,9 @@ pub struct Config {
     /// The service-account token issuer (and default audience).
     pub issuer: String,
     pub data_dir: PathBuf,
+    /// How often the store's history is compacted (to the revision seen one interval earlier),
+    /// as upstream's `--etcd-compaction-interval`. Zero disables compaction.
+    pub compaction_interval: std::time::Duration,
 }
 
 /// The API server's shared state; handlers borrow it through an `Arc`.
@@ -138,8 +141,36 @@ impl ApiServer {
         self.ready.store(true, Ordering::Release);
         let endpoints = tokio::spawn(self.clone().reconcile_endpoints(shutdown.clone()));
         let namespaces = tokio::spawn(self.clone().finalize_namespaces(shutdown.clone()));
-        let _ = tokio::join!(serving, endpoints, namespaces);
+        let compactor = tokio::spawn(self.clone().compact(shutdown.clone()));
+        let _ = tokio::join!(serving, endpoints, namespaces, compactor);
         Ok(())
+    }
+
+    /// Compacts the store's history every interval to the revision current one interval
+    /// before, so that watches and paginated lists have a full interval to finish.
+    async fn compact(self: Arc<Self>, shutdown: CancellationToken) {
+        let interval = self.config.compaction_interval;
+        if interval.is_zero() {
+            return;
+        }
+        let mut previous: Option<i64> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            if let Some(rev) = previous.filter(|r| *r > 0) {
+                match self.store.compact(rev).await {
+                    Ok(()) => {
+                        self.cache.compact(rev);
+                        tracing::debug!(revision = rev, "compacted the store");
+                    }
+                    Err(k8rs_store::Error::Compacted { .. }) => {}
+                    Err(err) => tracing::warn!(%err, "compacting the store failed"),
+                }
+            }
+            previous = self.store.current_revision().await.ok();
+        }
     }
 
     /// Whether the server has loaded its cache and built-in objects.
@@ -163,7 +194,11 @@ impl ApiServer {
         let unauthorized = || ApiError::Unauthorized("Unauthorized".into());
         let verified = self
             .tokens
-            .verify(token, &[self.config.issuer.clone()], chrono::Utc::now())
+            .verify(
+                token,
+                std::slice::from_ref(&self.config.issuer),
+                chrono::Utc::now(),
+            )
             .map_err(|_| unauthorized())?;
         let c = &verified.claims.kubernetes;
         let sa_def = self

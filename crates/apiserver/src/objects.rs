@@ -179,13 +179,14 @@ impl ApiServer {
         let mut warnings = Vec::new();
         let mut obj = self.normalize(def, &body, opts, &mut warnings)?;
         let m = meta_mut(&mut obj);
-        if let (Some(ns), Some(body_ns)) = (namespace, m.get("namespace").and_then(Value::as_str)) {
-            if !body_ns.is_empty() && body_ns != ns {
-                return Err(ApiError::BadRequest(
+        if let (Some(ns), Some(body_ns)) = (namespace, m.get("namespace").and_then(Value::as_str))
+            && !body_ns.is_empty()
+            && body_ns != ns
+        {
+            return Err(ApiError::BadRequest(
                     "the namespace of the provided object does not match the namespace sent on the request"
                         .into(),
                 ));
-            }
         }
         match namespace {
             Some(ns) if def.namespaced => m.insert("namespace".into(), ns.into()),
@@ -365,10 +366,11 @@ impl ApiServer {
                 return Err(ApiError::not_found(details(def, name)));
             };
             let old = decode_kv(&kv)?;
-            if let Some(rv) = &precondition {
-                if !rv.is_empty() && *rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(details(def, name)));
-                }
+            if let Some(rv) = &precondition
+                && !rv.is_empty()
+                && *rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(details(def, name)));
             }
             let input = compute(&old)?;
             check_type(def, &input, def.kind)?;
@@ -472,7 +474,7 @@ impl ApiServer {
             if def.plural == "namespaces" && strategy::is_protected_namespace(name) {
                 return Err(ApiError::forbidden(
                     details(def, name),
-                    &format!("this namespace may not be deleted"),
+                    "this namespace may not be deleted",
                 ));
             }
             let mut new = old.clone();
@@ -550,27 +552,27 @@ fn check_preconditions(
     opts: &DeleteOptions,
 ) -> ApiResult<()> {
     let m = meta(obj);
-    if let Some(uid) = &opts.precondition_uid {
-        if str_of(m, "uid") != uid {
-            return Err(ApiError::conflict_msg(
-                details(def, name),
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    str_of(m, "uid")
-                ),
-            ));
-        }
+    if let Some(uid) = &opts.precondition_uid
+        && str_of(m, "uid") != uid
+    {
+        return Err(ApiError::conflict_msg(
+            details(def, name),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                str_of(m, "uid")
+            ),
+        ));
     }
-    if let Some(rv) = &opts.precondition_rv {
-        if str_of(m, "resourceVersion") != rv {
-            return Err(ApiError::conflict_msg(
-                details(def, name),
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    str_of(m, "resourceVersion")
-                ),
-            ));
-        }
+    if let Some(rv) = &opts.precondition_rv
+        && str_of(m, "resourceVersion") != rv
+    {
+        return Err(ApiError::conflict_msg(
+            details(def, name),
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                str_of(m, "resourceVersion")
+            ),
+        ));
     }
     Ok(())
 }

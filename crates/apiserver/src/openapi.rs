@@ -58,11 +58,11 @@ impl Schemas {
             let _ = name;
         }
         for def in registry.all() {
-            if let Some(name) = names.get(&(def.group, def.version, def.kind)) {
-                if let Some(s) = components.get_mut(name) {
-                    s["x-kubernetes-group-version-kind"] =
-                        json!([{"group": def.group, "version": def.version, "kind": def.kind}]);
-                }
+            if let Some(name) = names.get(&(def.group, def.version, def.kind))
+                && let Some(s) = components.get_mut(name)
+            {
+                s["x-kubernetes-group-version-kind"] =
+                    json!([{"group": def.group, "version": def.version, "kind": def.kind}]);
             }
         }
         for &(definition, field, strategy, merge_key) in k8rs_machinery::patchmeta::PATCH_METADATA {
@@ -231,10 +231,10 @@ fn strip_openapi3_only(v: &mut Value) {
 fn rewrite_refs(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            if let Some(Value::String(r)) = m.get_mut("$ref") {
-                if let Some(name) = r.strip_prefix(REF_V3) {
-                    *r = format!("{REF_V2}{name}");
-                }
+            if let Some(Value::String(r)) = m.get_mut("$ref")
+                && let Some(name) = r.strip_prefix(REF_V3)
+            {
+                *r = format!("{REF_V2}{name}");
             }
             for x in m.values_mut() {
                 rewrite_refs(x);

@@ -136,11 +136,11 @@ async fn route(api: Arc<ApiServer>, path: &str, req: Request<Body>) -> Response 
         "/version" => return json_response(StatusCode::OK, &version()),
         "/api" | "/apis" => return discovery_root(&api, trimmed == "/api", &req),
         "/openapi/v2" => return openapi_v2(&api, &req),
-        "/openapi/v3" => return raw_json(StatusCode::OK, api.schemas.v3_index(&api.registry)),
+        "/openapi/v3" => return raw_json(StatusCode::OK, api.schemas.v3_index(api.registry)),
         _ => {}
     }
     if let Some(rest) = trimmed.strip_prefix("/openapi/v3/") {
-        return match api.schemas.v3_doc(&api.registry, rest) {
+        return match api.schemas.v3_doc(api.registry, rest) {
             Some(doc) => raw_json(StatusCode::OK, doc),
             None => not_found(),
         };
@@ -155,7 +155,7 @@ async fn route(api: Arc<ApiServer>, path: &str, req: Request<Body>) -> Response 
     match parts.as_slice() {
         ["api", v] => return group_version(&api, "", v),
         ["apis", g] => {
-            return match discovery::api_group(&api.registry, g) {
+            return match discovery::api_group(api.registry, g) {
                 Some(doc) => json_response(StatusCode::OK, &doc),
                 None => not_found(),
             };
@@ -181,7 +181,7 @@ async fn resource(api: Arc<ApiServer>, path: &str, req: Request<Body>) -> Respon
 }
 
 fn group_version(api: &ApiServer, group: &str, version: &str) -> Response {
-    match discovery::resource_list(&api.registry, group, version) {
+    match discovery::resource_list(api.registry, group, version) {
         Some(doc) => json_response(StatusCode::OK, &doc),
         None => not_found(),
     }
@@ -189,7 +189,7 @@ fn group_version(api: &ApiServer, group: &str, version: &str) -> Response {
 
 fn discovery_root(api: &ApiServer, legacy: bool, req: &Request<Body>) -> Response {
     if negotiate(req.headers()).ok() == Some(Output::Discovery) {
-        return discovery::aggregated_response(&discovery::aggregated(&api.registry, legacy));
+        return discovery::aggregated_response(&discovery::aggregated(api.registry, legacy));
     }
     if legacy {
         let addr = format!(
@@ -198,7 +198,7 @@ fn discovery_root(api: &ApiServer, legacy: bool, req: &Request<Body>) -> Respons
         );
         json_response(StatusCode::OK, &discovery::api_versions(&addr))
     } else {
-        json_response(StatusCode::OK, &discovery::api_group_list(&api.registry))
+        json_response(StatusCode::OK, &discovery::api_group_list(api.registry))
     }
 }
 

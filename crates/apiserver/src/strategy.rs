@@ -190,7 +190,7 @@ fn mark_deleting(def: &ResourceDef, obj: &mut Value, grace: i64, fins: Vec<Strin
 
 /// A pod bound to a node and not finished ends gracefully; others go at once.
 fn pod_grace_period(def: &ResourceDef, pod: &Value, opts: &DeleteOptions) -> i64 {
-    if def.plural != "pods" || def.group != "" {
+    if def.plural != "pods" || !def.group.is_empty() {
         return 0;
     }
     let phase = pod["status"]["phase"].as_str().unwrap_or_default();
@@ -397,7 +397,7 @@ pub fn allocate(
     old: Option<&Value>,
     dry_run: bool,
 ) -> ApiResult<()> {
-    if def.plural != "services" || def.group != "" || dry_run {
+    if def.plural != "services" || !def.group.is_empty() || dry_run {
         return Ok(());
     }
     let a = &api.allocators;

@@ -30,6 +30,26 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// One writer: every create waits for its own fsync. The baseline that group commit improves on.
+async fn bench_sequential_creates(store: &Arc<EmbeddedStore>) {
+    const SEQUENTIAL: usize = 300;
+    let value = Bytes::from(vec![b'v'; VALUE_LEN]);
+    let started = Instant::now();
+    for i in 0..SEQUENTIAL {
+        store
+            .create(&format!("/sequential/{i}"), value.clone())
+            .await
+            .expect("create");
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "creates: {SEQUENTIAL} by 1 writer in {:.2} s = {:.0}/s ({:.2} ms each)",
+        elapsed.as_secs_f64(),
+        SEQUENTIAL as f64 / elapsed.as_secs_f64(),
+        millis(elapsed) / SEQUENTIAL as f64,
+    );
+}
+
 async fn bench_creates(store: &Arc<EmbeddedStore>) {
     let value = Bytes::from(vec![b'v'; VALUE_LEN]);
     let started = Instant::now();
@@ -118,6 +138,7 @@ fn main() {
     let path = dir.path().join("bench.redb");
     runtime.block_on(async {
         let store = Arc::new(EmbeddedStore::open(&path, Options::default()).expect("open"));
+        bench_sequential_creates(&store).await;
         bench_creates(&store).await;
         bench_gets(&store).await;
         bench_range(&store).await;

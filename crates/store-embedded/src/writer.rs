@@ -15,6 +15,9 @@ use tokio::sync::{broadcast, oneshot};
 use crate::read::{COMPACTED, CURRENT, HISTORY, META, REVISION};
 use crate::{AutoCompact, Error, Options, codec};
 
+/// A batch stops taking requests once their values add up to this much.
+const MAX_BATCH_BYTES: usize = 64 << 20;
+
 /// The changes committed by one transaction, in revision order.
 pub(crate) type Batch = Arc<[Event]>;
 
@@ -42,6 +45,15 @@ pub(crate) enum Op {
         expected: Option<Revision>,
     },
     Compact(Revision),
+}
+
+impl Op {
+    fn value_len(&self) -> usize {
+        match self {
+            Op::Create { value, .. } | Op::Update { value, .. } => value.len(),
+            Op::Delete { .. } | Op::Compact(_) => 0,
+        }
+    }
 }
 
 /// What a successful [`Op`] did.
@@ -173,16 +185,20 @@ impl Writer {
         }
     }
 
-    /// Takes `first` and every request already waiting, up to the batch limit.
+    /// Takes `first` and every request already waiting, up to the batch limits.
     fn collect(&self, first: Option<Request>) -> (Vec<(Op, Reply)>, bool) {
         let mut batch = Vec::new();
+        let mut bytes = 0;
         let mut next = first;
         while let Some(request) = next.take() {
             match request {
                 Request::Shutdown => return (batch, true),
-                Request::Op { op, reply } => batch.push((op, reply)),
+                Request::Op { op, reply } => {
+                    bytes += op.value_len();
+                    batch.push((op, reply));
+                }
             }
-            if batch.len() < self.options.max_batch.max(1) {
+            if batch.len() < self.options.max_batch.max(1) && bytes < MAX_BATCH_BYTES {
                 next = self.requests.try_recv().ok();
             }
         }

@@ -75,10 +75,10 @@ impl Server {
     fn wait_ready(&mut self, limit: Duration) {
         let start = Instant::now();
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("k8rs exited early with {status}:\n{}", self.log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("k8rs exited early with {status}:\n{}", self.log());
             }
             if self.kubeconfig().exists() {
                 let out = self.kubectl_raw(&["get", "--raw", "/readyz"]);
