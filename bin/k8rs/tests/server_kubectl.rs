@@ -491,8 +491,24 @@ fn admission_and_allocation() {
         .replace("spec:\n", &format!("spec:\n  clusterIP: {ip}\n"));
     let err = s.kubectl_stdin_fails(&["apply", "-f", "-"], &taken);
     assert!(err.contains("provided IP is already allocated"), "{err}");
+    // A replace that leaves out the allocated address keeps it.
+    s.kubectl_stdin(&["replace", "-f", "-"], &svc);
+    let again = s.kubectl(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}",
+    ]);
+    assert_eq!(again, got);
     s.kubectl(&["delete", "svc", "web"]);
     s.kubectl_stdin(&["apply", "-f", "-"], &taken);
+    // Jobs get the selector and labels upstream generates from their uid.
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata: {name: j}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: c, image: localhost/busybox:1}]\n";
+    s.kubectl_stdin(&["create", "-f", "-"], job);
+    let got = s.kubectl(&["get", "job", "j", "-o", "jsonpath={.metadata.uid} {.spec.selector.matchLabels.batch\\.kubernetes\\.io/controller-uid} {.spec.template.metadata.labels.job-name}"]);
+    let parts: Vec<&str> = got.split(' ').collect();
+    assert_eq!((parts[0], parts[2]), (parts[1], "j"), "{got}");
 }
 
 #[test]
@@ -587,4 +603,29 @@ regarding: {kind: Pod, name: p1, namespace: default}
         "name",
     ]);
     assert_eq!(fs.trim(), "event/e1");
+}
+
+#[test]
+fn validation_answers_422_with_field_causes() {
+    let s = Server::start(&[]);
+    let err = s.kubectl_stdin_fails(&["create", "-f", "-"], &configmap("Bad_Name"));
+    assert!(err.contains("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"), "{err}");
+    let bad_pod = POD
+        .replace("[{name: c, image: localhost/busybox:1}]", "[{name: c}]")
+        .replace("spec:\n", "spec:\n  restartPolicy: Sometimes\n");
+    let err = s.kubectl_stdin_fails(&["create", "-f", "-"], &bad_pod);
+    assert!(
+        err.contains("spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    assert!(
+        err.contains("spec.restartPolicy: Unsupported value: \"Sometimes\""),
+        "{err}"
+    );
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &DEPLOYMENT.replace("  namespace: shop\n", ""),
+    );
+    let err = s.kubectl_fails(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"other"}},"template":{"metadata":{"labels":{"app":"other"}}}}}"#]);
+    assert!(err.contains("field is immutable"), "{err}");
 }

@@ -125,12 +125,7 @@ impl ApiError {
         } else {
             format!("{kind}.{group}")
         };
-        let list: Vec<String> = causes.iter().map(|c| c.to_string()).collect();
-        let joined = if list.len() == 1 {
-            list[0].clone()
-        } else {
-            format!("[{}]", list.join(", "))
-        };
+        let joined = k8rs_machinery::validation::aggregate(&causes);
         let message = format!("{qualified} \"{name}\" is invalid: {joined}");
         ApiError::Invalid {
             message,

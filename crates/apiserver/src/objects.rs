@@ -387,9 +387,9 @@ impl ApiServer {
                 self.admit(def, Operation::Update, &mut new, Some(&old), &mut warnings)
                     .await?;
             }
+            set_rv(&mut new, kv.mod_revision);
             self.validate(def, &new, Some(&old))?;
             strategy::allocate(self, def, &mut new, Some(&old), opts.dry_run)?;
-            set_rv(&mut new, kv.mod_revision);
             if new == old {
                 return Ok(Written {
                     object: new,

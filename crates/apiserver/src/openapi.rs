@@ -3,7 +3,7 @@
 //! graph used for strategic merge patches.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 use k8rs_machinery::smp::{FieldPatchInfo, JsonSchemaDefinitions, PatchSchema};
@@ -20,7 +20,8 @@ pub struct Schemas {
     names: HashMap<(&'static str, &'static str, &'static str), String>,
     patch: JsonSchemaDefinitions,
     v2: OnceLock<Bytes>,
-    v3: OnceLock<(Bytes, HashMap<String, Bytes>)>,
+    v3_index: OnceLock<Bytes>,
+    v3_docs: Mutex<HashMap<String, Bytes>>,
 }
 
 impl std::fmt::Debug for Schemas {
@@ -83,7 +84,8 @@ impl Schemas {
             names,
             patch,
             v2: OnceLock::new(),
-            v3: OnceLock::new(),
+            v3_index: OnceLock::new(),
+            v3_docs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -95,46 +97,70 @@ impl Schemas {
             .unwrap_or_default()
     }
 
-    /// `/openapi/v3`: the index of group-version documents.
+    /// `/openapi/v3`: the index of group-version documents. The hash changes with the binary,
+    /// as the documents do.
     pub fn v3_index(&self, registry: &Registry) -> Bytes {
-        self.v3_docs(registry).0.clone()
-    }
-
-    /// `/openapi/v3/{api/v1 | apis/group/version}`.
-    pub fn v3_doc(&self, registry: &Registry, path: &str) -> Option<Bytes> {
-        self.v3_docs(registry).1.get(path).cloned()
-    }
-
-    fn v3_docs(&self, registry: &Registry) -> &(Bytes, HashMap<String, Bytes>) {
-        self.v3.get_or_init(|| {
-            let mut docs = HashMap::new();
-            let mut paths = Map::new();
-            for (group, versions) in registry.groups() {
-                for version in versions {
-                    let path = if group.is_empty() {
-                        format!("api/{version}")
-                    } else {
-                        format!("apis/{group}/{version}")
-                    };
-                    let doc = json!({
-                        "openapi": "3.0.0",
-                        "info": {"title": "Kubernetes", "version": "v1.33.0"},
-                        "paths": self.v3_paths(registry, group, version),
-                        "components": {"schemas": self.components},
-                    });
-                    let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
-                    let hash = format!("{:016X}", fxhash(&bytes));
+        self.v3_index
+            .get_or_init(|| {
+                let mut paths = Map::new();
+                for path in v3_paths_of(registry) {
+                    let hash = format!(
+                        "{:016X}",
+                        fxhash(format!("{}{path}", env!("CARGO_PKG_VERSION")).as_bytes())
+                    );
                     paths.insert(
                         path.clone(),
                         json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
                     );
-                    docs.insert(path, bytes);
                 }
+                Bytes::from(serde_json::to_vec(&json!({"paths": paths})).unwrap_or_default())
+            })
+            .clone()
+    }
+
+    /// `/openapi/v3/{api/v1 | apis/group/version}`: the group version's operations and the
+    /// definitions they reach, built on first request and kept.
+    pub fn v3_doc(&self, registry: &Registry, path: &str) -> Option<Bytes> {
+        let (group, version) = match path.split('/').collect::<Vec<_>>().as_slice() {
+            ["api", v] => ("", *v),
+            ["apis", g, v] => (*g, *v),
+            _ => return None,
+        };
+        registry.resources(group, version).next()?;
+        let mut docs = self.v3_docs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(doc) = docs.get(path) {
+            return Some(doc.clone());
+        }
+        let roots: Vec<String> = registry
+            .resources(group, version)
+            .map(|d| self.definition_name(d))
+            .collect();
+        let doc = json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.33.0"},
+            "paths": self.v3_paths(registry, group, version),
+            "components": {"schemas": self.reachable(&roots)},
+        });
+        let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+        docs.insert(path.to_string(), bytes.clone());
+        Some(bytes)
+    }
+
+    /// The definitions `roots` refer to, transitively.
+    fn reachable(&self, roots: &[String]) -> Map<String, Value> {
+        let mut out = Map::new();
+        let mut todo: Vec<String> = roots.to_vec();
+        while let Some(name) = todo.pop() {
+            if out.contains_key(&name) {
+                continue;
             }
-            let index =
-                Bytes::from(serde_json::to_vec(&json!({"paths": paths})).unwrap_or_default());
-            (index, docs)
-        })
+            let Some(schema) = self.components.get(&name) else {
+                continue;
+            };
+            collect_refs(schema, &mut todo);
+            out.insert(name, schema.clone());
+        }
+        out
     }
 
     /// The operations of one group version, with the query parameters kubectl probes for
@@ -224,6 +250,35 @@ fn strip_openapi3_only(v: &mut Value) {
             }
         }
         Value::Array(a) => a.iter_mut().for_each(strip_openapi3_only),
+        _ => {}
+    }
+}
+
+fn v3_paths_of(registry: &Registry) -> Vec<String> {
+    let mut out = Vec::new();
+    for (group, versions) in registry.groups() {
+        for version in versions {
+            out.push(if group.is_empty() {
+                format!("api/{version}")
+            } else {
+                format!("apis/{group}/{version}")
+            });
+        }
+    }
+    out
+}
+
+fn collect_refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(r) = m.get("$ref").and_then(Value::as_str)
+                && let Some(name) = r.strip_prefix(REF_V3)
+            {
+                out.push(name.to_string());
+            }
+            m.values().for_each(|x| collect_refs(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
         _ => {}
     }
 }

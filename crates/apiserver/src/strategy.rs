@@ -19,9 +19,28 @@ pub fn is_protected_namespace(name: &str) -> bool {
     PROTECTED_NAMESPACES.contains(&name)
 }
 
+/// Runs a typed helper of the api crate on a JSON object.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+    obj: &mut Value,
+    f: impl FnOnce(&mut T),
+) {
+    if let Ok(mut t) = serde_json::from_value::<T>(obj.clone()) {
+        f(&mut t);
+        if let Ok(v) = serde_json::to_value(&t) {
+            *obj = v;
+        }
+    }
+}
+
 /// Resets what a client may not set on create.
 pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
     match (def.group, def.plural) {
+        ("batch", "jobs") => {
+            typed(obj, k8rs_api::job_generate_selector);
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
         ("", "pods") => {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj["spec"])});
         }
@@ -52,6 +71,12 @@ pub fn prepare_for_update(def: &ResourceDef, sub: Option<&str>, new: &mut Value,
         Some(_) => {}
         None if def.has_status() => new["status"] = old["status"].clone(),
         None => {}
+    }
+    if def.plural == "services" && def.group.is_empty() && sub.is_none() {
+        if let Ok(old) = serde_json::from_value::<k8s_openapi::api::core::v1::Service>(old.clone())
+        {
+            typed(new, |svc| k8rs_api::service_carry_allocated(svc, &old));
+        }
     }
     if def.plural == "namespaces" && sub != Some("finalize") {
         new["spec"]["finalizers"] = old["spec"]["finalizers"].clone();

@@ -22,7 +22,7 @@ pub enum Error {
     #[error("{}", validation::aggregate(.0))]
     InvalidRequirement(Vec<FieldError>),
     /// A `matchExpressions` operator is not `In`, `NotIn`, `Exists` or `DoesNotExist`.
-    #[error("{0:?} is not a valid label selector operator")]
+    #[error("{} is not a valid label selector operator", crate::gofmt::quote(.0))]
     InvalidOperator(String),
 }
 

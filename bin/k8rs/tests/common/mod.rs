@@ -14,6 +14,7 @@ pub struct Server {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub args: Vec<String>,
+    retries: u32,
 }
 
 pub fn free_port() -> u16 {
@@ -34,6 +35,7 @@ impl Server {
             dir,
             port,
             args,
+            retries: 0,
         };
         server.spawn();
         server

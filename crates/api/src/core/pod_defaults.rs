@@ -23,14 +23,22 @@ fn set_str(slot: &mut Option<String>, value: &str) {
 pub fn default_pod(pod: &mut Pod) {
     let spec = pod.spec.get_or_insert_with(Default::default);
     default_pod_spec(spec);
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
         if let Some(r) = c.resources.as_mut() {
             requests_from_limits(r);
         }
     }
     set(&mut spec.enable_service_links, true);
     if spec.host_network == Some(true) {
-        for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
             for p in c.ports.iter_mut().flatten() {
                 if p.host_port.unwrap_or(0) == 0 {
                     p.host_port = Some(p.container_port);
@@ -42,7 +50,9 @@ pub fn default_pod(pod: &mut Pod) {
 
 /// Requests default to limits for resources that have a limit but no request.
 fn requests_from_limits(r: &mut ResourceRequirements) {
-    let Some(limits) = r.limits.as_ref() else { return };
+    let Some(limits) = r.limits.as_ref() else {
+        return;
+    };
     let requests = r.requests.get_or_insert_with(Default::default);
     for (k, v) in limits {
         requests.entry(k.clone()).or_insert_with(|| v.clone());
@@ -61,7 +71,11 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
     set(&mut spec.security_context, PodSecurityContext::default());
     set(&mut spec.termination_grace_period_seconds, 30);
     set_str(&mut spec.scheduler_name, "default-scheduler");
-    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+    for c in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
         default_container(c);
     }
     for c in spec.ephemeral_containers.iter_mut().flatten() {
@@ -74,7 +88,11 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
 
 /// `IfNotPresent` unless the image's tag is (or defaults to) `latest`.
 pub fn default_pull_policy(image: &str) -> &'static str {
-    if image_tag(image).as_deref() == Some("latest") { "Always" } else { "IfNotPresent" }
+    if image_tag(image).as_deref() == Some("latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    }
 }
 
 /// The tag of an image reference: `latest` when it has neither tag nor digest.
@@ -104,7 +122,11 @@ fn default_container(c: &mut Container) {
     for p in c.ports.iter_mut().flatten() {
         set_str(&mut p.protocol, "TCP");
     }
-    for probe in [&mut c.liveness_probe, &mut c.readiness_probe, &mut c.startup_probe] {
+    for probe in [
+        &mut c.liveness_probe,
+        &mut c.readiness_probe,
+        &mut c.startup_probe,
+    ] {
         if let Some(p) = probe.as_mut() {
             default_probe(p);
         }
@@ -183,7 +205,11 @@ fn default_volume(v: &mut Volume) {
     if let Some(h) = v.host_path.as_mut() {
         set(&mut h.type_, String::new());
     }
-    if let Some(t) = v.ephemeral.as_mut().and_then(|e| e.volume_claim_template.as_mut()) {
+    if let Some(t) = v
+        .ephemeral
+        .as_mut()
+        .and_then(|e| e.volume_claim_template.as_mut())
+    {
         default_pvc_spec(&mut t.spec);
     }
 }
@@ -298,6 +324,10 @@ mod tests {
         default_pod_template(&mut t);
         let got = serde_json::to_value(&t).unwrap_or_default();
         assert!(got["spec"].get("enableServiceLinks").is_none());
-        assert!(got["spec"]["containers"][0]["resources"].get("requests").is_none());
+        assert!(
+            got["spec"]["containers"][0]["resources"]
+                .get("requests")
+                .is_none()
+        );
     }
 }

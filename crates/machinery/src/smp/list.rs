@@ -43,7 +43,7 @@ fn element_kind(lists: &[&[Value]]) -> Result<Kind, Error> {
     }
 }
 
-fn as_map<'v>(item: &'v Value) -> Result<&'v Map<String, Value>, Error> {
+fn as_map(item: &Value) -> Result<&Map<String, Value>, Error> {
     item.as_object()
         .ok_or_else(|| Error::bad_arg_type("map[string]interface {}", Some(item)))
 }
