@@ -31,6 +31,8 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(30);
 const PHASE_LIMIT: Duration = Duration::from_secs(120);
 const WATCH_LIMIT: Duration = Duration::from_secs(120);
 const PAGE_SIZE: u32 = 500;
+/// Created together before the first phase, so that no phase races the server's namespace cache.
+const NAMESPACES: [&str; 3] = ["bench-cm", "bench-pods", "bench-watch"];
 
 /// How much work each phase does.
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +110,10 @@ impl Figure {
                 "full list of {} pods ({} calls) p50 / max",
                 s.pods, s.list_rounds
             ),
-            Figure::PagedList => format!("paginated list of {} pods, limit {PAGE_SIZE}", s.pods),
+            Figure::PagedList => format!(
+                "paginated list of {} pods, all namespaces, limit {PAGE_SIZE}",
+                s.pods
+            ),
             Figure::WatchRate => {
                 format!(
                     "events/s to {} watchers ({} writes)",
@@ -380,6 +385,26 @@ async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<()> {
     }
 }
 
+/// Creates a probe ConfigMap in `ns` until the server accepts it (its namespace cache may lag
+/// behind the namespace create); returns how long creates were refused.
+async fn namespace_lag(client: &kube::Client, ns: &str) -> Result<Duration> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let began = Instant::now();
+    let mut refused = Duration::ZERO;
+    loop {
+        let probe = configmap("bench-probe".into(), "probe".into());
+        match api.create(&PostParams::default(), &probe).await {
+            Ok(_) => return Ok(refused),
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(refused),
+            Err(kube::Error::Api(s)) if s.code == 404 && began.elapsed() < READY_LIMIT => {
+                refused = began.elapsed();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("creating a ConfigMap in {ns}")),
+        }
+    }
+}
+
 /// Latencies and counts of one phase run by `CLIENTS` concurrent tasks.
 #[derive(Debug, Default)]
 struct Sample {
@@ -414,6 +439,13 @@ impl Sample {
             ));
         }
         out
+    }
+
+    fn absorb(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.timed_out |= other.timed_out;
+        self.first_error = self.first_error.take().or(other.first_error);
     }
 
     fn note(&self, backend: &str, phase: &str) -> Option<String> {
@@ -475,12 +507,7 @@ where
                 ..Default::default()
             },
         };
-        total.latencies.extend(local.latencies);
-        total.errors += local.errors;
-        total.timed_out |= local.timed_out;
-        if total.first_error.is_none() {
-            total.first_error = local.first_error;
-        }
+        total.absorb(local);
     }
     total.elapsed = start.elapsed();
     total.latencies.sort();
@@ -524,7 +551,6 @@ async fn bench_configmaps(
     name: &str,
     out: &mut Outcome,
 ) -> Result<()> {
-    ensure_namespace(client, "bench-cm").await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-cm");
     eprintln!(
         "[{name}] creating {} ConfigMaps with {CLIENTS} clients",
@@ -567,7 +593,6 @@ async fn bench_pod_lists(
     name: &str,
     out: &mut Outcome,
 ) -> Result<()> {
-    ensure_namespace(client, "bench-pods").await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), "bench-pods");
     eprintln!(
         "[{name}] creating {} pods with {CLIENTS} clients",
@@ -613,12 +638,14 @@ async fn bench_pod_lists(
     );
     out.figures.insert(Figure::FullList, full);
     eprintln!("[{name}] paginated list, limit {PAGE_SIZE}");
-    out.figures
-        .insert(Figure::PagedList, paged_list(&api, sizes).await?);
+    out.figures.insert(
+        Figure::PagedList,
+        paged_list(&Api::all(client.clone()), sizes).await?,
+    );
     Ok(())
 }
 
-/// Lists all pods in pages of `PAGE_SIZE` the way `kubectl get pods --chunk-size=500` does.
+/// Lists pods in all namespaces in pages of `PAGE_SIZE`, as `kubectl get pods -A --chunk-size=500`.
 async fn paged_list(api: &Api<Pod>, sizes: &Sizes) -> Result<String> {
     let max_pages = sizes.pods / PAGE_SIZE as usize + 10;
     let began = Instant::now();
@@ -677,7 +704,6 @@ async fn bench_watch(
     name: &str,
     out: &mut Outcome,
 ) -> Result<()> {
-    ensure_namespace(client, "bench-watch").await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "bench-watch");
     let listed = api
         .list_metadata(&ListParams::default().limit(1))
@@ -779,10 +805,7 @@ async fn watch_writes(api: &Api<ConfigMap>, creates: usize, updates: usize) -> S
         }
     })
     .await;
-    total.latencies.extend(patched.latencies);
-    total.errors += patched.errors;
-    total.timed_out |= patched.timed_out;
-    total.first_error = total.first_error.or(patched.first_error);
+    total.absorb(patched);
     total
 }
 
@@ -798,6 +821,18 @@ async fn run_backend(backend: &Backend, sizes: &Sizes, out: &mut Outcome) -> Res
         format!("{:.1} MiB", rss_mib(server.proc.pid())?),
     );
     let phases = async {
+        for ns in NAMESPACES {
+            ensure_namespace(&client, ns).await?;
+        }
+        for ns in NAMESPACES {
+            let lag = namespace_lag(&client, ns).await?;
+            if lag > Duration::ZERO {
+                out.notes.push(format!(
+                    "{name}: creates in the new namespace {ns} failed with NotFound for {} after it was created",
+                    ms(lag)
+                ));
+            }
+        }
         bench_configmaps(&client, sizes, name, out).await?;
         bench_pod_lists(&client, sizes, name, out).await?;
         bench_watch(&client, sizes, name, out).await?;

@@ -227,6 +227,11 @@ fn discovery_explain_and_formats() {
     ] {
         assert!(res.contains(line), "api-resources lacks {line}: {res}");
     }
+    let explain = s.kubectl(&["explain", "deployment.spec.replicas"]);
+    assert!(
+        explain.contains("replicas") && explain.contains("integer"),
+        "{explain}"
+    );
     let versions = s.kubectl(&["api-versions"]);
     assert!(
         versions.contains("autoscaling/v1") && versions.contains("autoscaling/v2"),

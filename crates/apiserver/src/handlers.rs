@@ -80,22 +80,28 @@ async fn dispatch(
         ("list", None) => list(api, def, ns, &params, output).await,
         ("watch", _) => crate::watch::serve(api.clone(), def, info, params, output).await,
         ("create", None) => {
-            let body = read_object(req).await?;
+            let body = read_object(api, def.types(), req).await?;
             let opts = write_options(&params);
             let written = with_storage(api, def, body, |sdef, body| async move {
                 api.create(sdef, ns, body, &opts).await
             })
             .await?;
-            Ok(written_response(def, written, StatusCode::CREATED, output))
+            Ok(written_response(
+                api,
+                def,
+                written,
+                StatusCode::CREATED,
+                output,
+            ))
         }
         ("update", Some(name)) => {
-            let body = read_object(req).await?;
+            let body = read_object(api, def.types(), req).await?;
             let opts = write_options(&params);
             let written = with_storage(api, def, body, |sdef, body| async move {
                 api.update(sdef, ns, name, None, body, &opts).await
             })
             .await?;
-            Ok(written_response(def, written, StatusCode::OK, output))
+            Ok(written_response(api, def, written, StatusCode::OK, output))
         }
         ("patch", Some(name)) => {
             let kind = PatchType::from_body_type(content_type(req.headers())?)?;
@@ -106,15 +112,15 @@ async fn dispatch(
             } else {
                 StatusCode::OK
             };
-            Ok(written_response(def, written, code, output))
+            Ok(written_response(api, def, written, code, output))
         }
         ("delete", Some(name)) => {
-            let opts = delete_options(&params, req).await?;
-            delete(api, def, ns, name, &opts).await
+            let opts = delete_options(api, &params, req).await?;
+            delete(api, def, ns, name, &opts, output).await
         }
         ("deletecollection", None) => {
-            let opts = delete_options(&params, req).await?;
-            delete_collection(api, def, ns, &params, &opts).await
+            let opts = delete_options(api, &params, req).await?;
+            delete_collection(api, def, ns, &params, &opts, output).await
         }
         _ => Err(ApiError::MethodNotAllowed(
             "the server does not allow this method on the requested resource".to_string(),
@@ -234,13 +240,19 @@ fn too_large() -> ApiError {
     ApiError::RequestEntityTooLarge("Request entity too large: limit is 3145728".into())
 }
 
-/// Reads an object body in JSON or YAML.
-pub async fn read_object(req: Request<Body>) -> ApiResult<Value> {
+/// Reads an object body in JSON, YAML or protobuf; `types` is the apiVersion and kind a
+/// protobuf body is decoded as when its envelope names none.
+pub async fn read_object(
+    api: &ApiServer,
+    types: (&str, &str),
+    req: Request<Body>,
+) -> ApiResult<Value> {
     let kind = content_type(req.headers())?;
     let body = read_body(req).await?;
     let value = match kind {
         BodyType::Json => decode::json(&body)?,
         BodyType::Yaml => decode::yaml_or_json(&body)?,
+        BodyType::Protobuf => decode_protobuf(api, types, &body)?,
         _ => {
             return Err(ApiError::UnsupportedMediaType(
                 "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".into(),
@@ -255,7 +267,24 @@ pub async fn read_object(req: Request<Body>) -> ApiResult<Value> {
     Ok(value)
 }
 
-async fn delete_options(params: &Params, req: Request<Body>) -> ApiResult<DeleteOptions> {
+/// Decodes a protobuf body (`k8s\0` envelope) into its JSON form.
+pub fn decode_protobuf(api: &ApiServer, types: (&str, &str), body: &[u8]) -> ApiResult<Value> {
+    api.codec
+        .decode_as(body, types.0, types.1)
+        .map_err(|e| match e {
+            k8rs_protobuf::Error::NotProtobuf => ApiError::UnsupportedMediaType(format!(
+                "the body of the request is not a Kubernetes protobuf message: {e}"
+            )),
+            e => ApiError::BadRequest(format!("error decoding protobuf body: {e}")),
+        })
+}
+
+async fn delete_options(
+    api: &ApiServer,
+    params: &Params,
+    req: Request<Body>,
+) -> ApiResult<DeleteOptions> {
+    let protobuf = content_type(req.headers()).ok() == Some(BodyType::Protobuf);
     let body = read_body(req).await?;
     let mut opts = DeleteOptions {
         grace_period_seconds: params.grace_period_seconds,
@@ -265,7 +294,11 @@ async fn delete_options(params: &Params, req: Request<Body>) -> ApiResult<Delete
         ..Default::default()
     };
     if !body.iter().all(u8::is_ascii_whitespace) {
-        let v = decode::json(&body)?;
+        let v = if protobuf {
+            decode_protobuf(api, ("meta.k8s.io/v1", "DeleteOptions"), &body)?
+        } else {
+            decode::json(&body)?
+        };
         if let Some(g) = v["gracePeriodSeconds"].as_i64() {
             opts.grace_period_seconds = Some(g);
         }
@@ -317,6 +350,12 @@ async fn get(
             let t = table::table(def, std::iter::once(value), None, "", None);
             Ok(json_response(StatusCode::OK, &t))
         }
+        Output::Protobuf => Ok(object_response(
+            api,
+            StatusCode::OK,
+            &served_value(def, &obj),
+            output,
+        )),
         Output::PartialMetadata => Ok(json_response(
             StatusCode::OK,
             &table::partial(&served_value(def, &obj)),
@@ -427,6 +466,16 @@ async fn list(
             });
             Ok(json_response(StatusCode::OK, &list))
         }
+        Output::Protobuf => {
+            let items: Vec<Value> = page.items.iter().map(|o| served_value(def, o)).collect();
+            let list = json!({
+                "kind": format!("{}List", def.kind),
+                "apiVersion": def.api_version(),
+                "metadata": list_meta(page.revision, cont, page.remaining),
+                "items": items,
+            });
+            Ok(object_response(api, StatusCode::OK, &list, output))
+        }
         _ => {
             let mut out = Vec::with_capacity(
                 page.items.iter().map(|o| o.json.len() + 1).sum::<usize>() + 256,
@@ -477,6 +526,7 @@ async fn delete(
     ns: Option<&str>,
     name: &str,
     opts: &DeleteOptions,
+    output: Output,
 ) -> ApiResult<Response> {
     let sdef = api.storage_def(def);
     let result = api.delete(sdef, ns, name, opts).await?;
@@ -490,7 +540,7 @@ async fn delete(
         obj
     };
     if def.return_deleted || !gone {
-        return Ok(json_response(code, &obj));
+        return Ok(object_response(api, code, &obj, output));
     }
     let status = json!({
         "kind": "Status",
@@ -504,7 +554,7 @@ async fn delete(
             "uid": obj["metadata"]["uid"],
         }
     });
-    Ok(json_response(code, &status))
+    Ok(object_response(api, code, &status, output))
 }
 
 async fn delete_collection(
@@ -513,6 +563,7 @@ async fn delete_collection(
     ns: Option<&str>,
     params: &Params,
     opts: &DeleteOptions,
+    output: Output,
 ) -> ApiResult<Response> {
     let filter = Filter::new(def, params)?;
     let sdef = api.storage_def(def);
@@ -532,10 +583,11 @@ async fn delete_collection(
         "metadata": {"resourceVersion": rev.to_string()},
         "items": items,
     });
-    Ok(json_response(StatusCode::OK, &list))
+    Ok(object_response(api, StatusCode::OK, &list, output))
 }
 
 pub fn written_response(
+    api: &ApiServer,
     def: &ResourceDef,
     w: Written,
     code: StatusCode,
@@ -546,8 +598,7 @@ pub fn written_response(
             code,
             &table::table(def, std::iter::once(w.object), None, "", None),
         ),
-        Output::Yaml => yaml_response(&w.object),
-        _ => json_response(code, &w.object),
+        _ => object_response(api, code, &w.object, output),
     };
     add_warnings(&mut resp, &w.warnings);
     resp
@@ -559,6 +610,37 @@ pub fn add_warnings(resp: &mut Response, warnings: &[String]) {
         if let Ok(v) = HeaderValue::from_str(&text) {
             resp.headers_mut().append("warning", v);
         }
+    }
+}
+
+/// An object in the negotiated form: protobuf for the built-in types when asked for (JSON
+/// otherwise, which every client accepts), YAML, or JSON.
+pub fn object_response(api: &ApiServer, code: StatusCode, v: &Value, output: Output) -> Response {
+    match output {
+        Output::Protobuf => {
+            let known = api.codec.knows(
+                v["apiVersion"].as_str().unwrap_or_default(),
+                v["kind"].as_str().unwrap_or_default(),
+            );
+            match known.then(|| api.codec.encode(v)) {
+                Some(Ok(bytes)) => {
+                    let mut resp = (code, bytes).into_response();
+                    resp.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static(k8rs_protobuf::MEDIA_TYPE),
+                    );
+                    resp
+                }
+                Some(Err(err)) => ApiError::internal(err).into_response(),
+                None => json_response(code, v),
+            }
+        }
+        Output::Yaml => {
+            let mut resp = yaml_response(v);
+            *resp.status_mut() = code;
+            resp
+        }
+        _ => json_response(code, v),
     }
 }
 

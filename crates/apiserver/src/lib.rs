@@ -65,6 +65,7 @@ pub struct ApiServer {
     pub schemas: Arc<openapi::Schemas>,
     pub allocators: strategy::Allocators,
     pub tokens: TokenIssuer,
+    pub codec: k8rs_protobuf::Codec,
     ready: AtomicBool,
 }
 
@@ -100,6 +101,7 @@ impl ApiServer {
             .await
             .map_err(StartError::CacheLoadFailed)?;
         let schemas = Arc::new(openapi::Schemas::build(registry));
+        let codec = k8rs_protobuf::Codec::new(schemas.definitions());
         let allocators = strategy::Allocators::new(config.service_cidr.0, config.service_cidr.1);
         if let Some(services) = registry.lookup("", "v1", "services") {
             let (snapshot, _) = cache.snapshot();
@@ -117,6 +119,7 @@ impl ApiServer {
             schemas,
             allocators,
             tokens,
+            codec,
             ready: AtomicBool::new(false),
         }))
     }

@@ -20,6 +20,7 @@ pub struct Schemas {
     names: HashMap<(&'static str, &'static str, &'static str), String>,
     patch: JsonSchemaDefinitions,
     v2: OnceLock<Bytes>,
+    v2_pb: OnceLock<Bytes>,
     v3_index: OnceLock<Bytes>,
     v3_docs: Mutex<HashMap<String, Bytes>>,
 }
@@ -84,9 +85,25 @@ impl Schemas {
             names,
             patch,
             v2: OnceLock::new(),
+            v2_pb: OnceLock::new(),
             v3_index: OnceLock::new(),
             v3_docs: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Every definition, by name, in the OpenAPI v3 form.
+    pub fn definitions(&self) -> &Map<String, Value> {
+        &self.components
+    }
+
+    /// `/openapi/v2` in gnostic's protobuf, as kubectl asks for it.
+    pub fn v2_protobuf(&self) -> Bytes {
+        self.v2_pb
+            .get_or_init(|| {
+                let doc: Value = serde_json::from_slice(&self.v2()).unwrap_or(Value::Null);
+                Bytes::from(k8rs_protobuf::encode_openapi_v2(&doc))
+            })
+            .clone()
     }
 
     /// The definition name of a resource's type (e.g. `io.k8s.api.core.v1.Pod`).

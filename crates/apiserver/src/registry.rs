@@ -180,6 +180,8 @@ pub struct ResourceDef {
     pub prefix: &'static str,
     /// The apiVersion of the stored form; objects are converted when served in another.
     pub storage_version: &'static str,
+    /// The apiVersion served here (`v1`, `apps/v1`).
+    pub served_api_version: &'static str,
     pub generation: Generation,
     /// Extra field selectors beyond metadata.name/metadata.namespace, with the JSON path of each.
     pub field_selectors: &'static [(&'static str, &'static str)],
@@ -205,6 +207,7 @@ impl ResourceDef {
             subresources: &[],
             prefix: "",
             storage_version: T::API_VERSION,
+            served_api_version: T::API_VERSION,
             generation: Generation::None,
             field_selectors: &[],
             return_deleted: false,
@@ -259,6 +262,11 @@ impl ResourceDef {
         } else {
             format!("{}/{}", self.group, self.version)
         }
+    }
+
+    /// The apiVersion and kind of this resource's objects.
+    pub fn types(&self) -> (&'static str, &'static str) {
+        (self.served_api_version, self.kind)
     }
 
     pub fn has(&self, sub: Sub) -> bool {

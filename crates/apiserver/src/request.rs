@@ -148,6 +148,8 @@ fn parse_num<T: std::str::FromStr>(k: &str, v: &str) -> ApiResult<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Json,
+    /// `application/vnd.kubernetes.protobuf`, for the built-in types.
+    Protobuf,
     Yaml,
     Table,
     PartialMetadata,
@@ -180,6 +182,7 @@ pub fn negotiate(headers: &HeaderMap) -> ApiResult<Output> {
         }
         let json = matches!(media, "application/json" | "*/*" | "application/*");
         let out = match (as_, group, version) {
+            ("", _, _) if media == k8rs_protobuf::MEDIA_TYPE => Some(Output::Protobuf),
             ("", _, _) if json => Some(Output::Json),
             ("", _, _) if media == "application/yaml" => Some(Output::Yaml),
             ("Table", "meta.k8s.io", "v1" | "v1beta1") if json => Some(Output::Table),
@@ -198,7 +201,7 @@ pub fn negotiate(headers: &HeaderMap) -> ApiResult<Output> {
         }
     }
     Err(ApiError::NotAcceptable(format!(
-        "only the following media types are accepted: application/json, application/yaml, application/json;as=Table;v=v1;g=meta.k8s.io (asked for {accept:?})"
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/json;as=Table;v=v1;g=meta.k8s.io (asked for {accept:?})"
     )))
 }
 
@@ -206,6 +209,7 @@ pub fn negotiate(headers: &HeaderMap) -> ApiResult<Output> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyType {
     Json,
+    Protobuf,
     Yaml,
     JsonPatch,
     MergePatch,
@@ -222,6 +226,7 @@ pub fn content_type(headers: &HeaderMap) -> ApiResult<BodyType> {
     Ok(match media {
         "" | "application/json" => BodyType::Json,
         "application/yaml" => BodyType::Yaml,
+        k8rs_protobuf::MEDIA_TYPE => BodyType::Protobuf,
         "application/json-patch+json" => BodyType::JsonPatch,
         "application/merge-patch+json" => BodyType::MergePatch,
         "application/strategic-merge-patch+json" => BodyType::StrategicMergePatch,
@@ -289,8 +294,10 @@ mod tests {
         assert_eq!(negotiate(&h).unwrap(), Output::Table);
         h.insert(
             header::ACCEPT,
-            "application/vnd.kubernetes.protobuf".parse().unwrap(),
+            "application/vnd.kubernetes.protobuf, */*".parse().unwrap(),
         );
+        assert_eq!(negotiate(&h).unwrap(), Output::Protobuf);
+        h.insert(header::ACCEPT, "text/html".parse().unwrap());
         assert!(negotiate(&h).is_err());
     }
 }

@@ -208,18 +208,28 @@ fn openapi_v2(api: &ApiServer, req: &Request<Body>) -> Response {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let json_ok = accept.is_empty()
-        || accept.split(',').any(|a| {
-            let m = a.split(';').next().unwrap_or_default().trim();
-            m == "application/json" || m == "*/*"
-        });
-    if !json_ok {
-        return ApiError::NotAcceptable(format!(
-            "only application/json is served here (asked for {accept:?})"
-        ))
-        .into_response();
+    for media in accept
+        .split(',')
+        .map(|a| a.split(';').next().unwrap_or_default().trim())
+    {
+        match media {
+            "application/json" | "*/*" | "" => return raw_json(StatusCode::OK, api.schemas.v2()),
+            m if m == k8rs_protobuf::OPENAPI_V2_MEDIA_TYPE => {
+                let mut resp = (StatusCode::OK, api.schemas.v2_protobuf()).into_response();
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(k8rs_protobuf::OPENAPI_V2_MEDIA_TYPE),
+                );
+                return resp;
+            }
+            _ => {}
+        }
     }
-    raw_json(StatusCode::OK, api.schemas.v2())
+    ApiError::NotAcceptable(format!(
+        "only application/json and {} are served here (asked for {accept:?})",
+        k8rs_protobuf::OPENAPI_V2_MEDIA_TYPE
+    ))
+    .into_response()
 }
 
 fn health(api: &ApiServer, path: &str) -> Response {

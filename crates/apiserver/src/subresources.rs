@@ -46,7 +46,7 @@ pub async fn serve(
             Ok(json_response(StatusCode::OK, &obj))
         }
         (_, "update") => {
-            let body = read_object(req).await?;
+            let body = read_object(api, def.types(), req).await?;
             let body = merge_subresource(api, def, ns, name, sub, body).await?;
             let w = api
                 .update(
@@ -58,7 +58,7 @@ pub async fn serve(
                     &write_options(&params),
                 )
                 .await?;
-            Ok(written_response(def, w, StatusCode::OK, output))
+            Ok(written_response(api, def, w, StatusCode::OK, output))
         }
         (_, "patch") => {
             let kind = PatchType::from_body_type(content_type(req.headers())?)?;
@@ -74,7 +74,7 @@ pub async fn serve(
                 &params,
             )
             .await?;
-            Ok(written_response(def, w, StatusCode::OK, output))
+            Ok(written_response(api, def, w, StatusCode::OK, output))
         }
         _ => Err(ApiError::MethodNotAllowed(
             "the server does not allow this method on the requested resource".into(),
@@ -167,7 +167,7 @@ async fn scale(
     let scale = scale_of(def, &current);
     let new_scale = match verb {
         "get" => return Ok(json_response(StatusCode::OK, &scale)),
-        "update" => read_object(req).await?,
+        "update" => read_object(api, ("autoscaling/v1", "Scale"), req).await?,
         _ => {
             let kind = PatchType::from_body_type(content_type(req.headers())?)?;
             let body = read_body(req).await?;
@@ -221,7 +221,7 @@ async fn binding(
     name: &str,
     req: Request<Body>,
 ) -> ApiResult<Response> {
-    let body = read_object(req).await?;
+    let body = read_object(api, ("v1", "Binding"), req).await?;
     let node = body["target"]["name"]
         .as_str()
         .unwrap_or_default()
@@ -285,7 +285,7 @@ async fn eviction(
     name: &str,
     req: Request<Body>,
 ) -> ApiResult<Response> {
-    let body = read_object(req).await?;
+    let body = read_object(api, ("policy/v1", "Eviction"), req).await?;
     let (pod, _) = api.read(def, ns, name).await?;
     let terminal = matches!(
         pod["status"]["phase"].as_str(),
@@ -330,7 +330,7 @@ async fn token(
     name: &str,
     req: Request<Body>,
 ) -> ApiResult<Response> {
-    let body = read_object(req).await?;
+    let body = read_object(api, ("authentication.k8s.io/v1", "TokenRequest"), req).await?;
     let (sa, _) = api.read(def, ns, name).await?;
     let ns = ns.unwrap_or_default();
     let spec = &body["spec"];

@@ -58,6 +58,11 @@ pub async fn serve(
     let legacy_initial =
         matches!(rv.as_deref(), None | Some("0")) && params.send_initial_events.is_none();
     let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let (api_version, kind) = def.types();
+    let output = match output {
+        Output::Protobuf if !api.codec.knows(api_version, kind) => Output::Json,
+        other => other,
+    };
     let watcher = Watcher {
         api: api.clone(),
         def,
@@ -96,10 +101,13 @@ pub async fn serve(
     let body = Body::from_stream(ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let content_type = if output == Output::Protobuf {
+        k8rs_protobuf::WATCH_MEDIA_TYPE
+    } else {
+        "application/json"
+    };
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(resp)
 }
 
@@ -175,9 +183,7 @@ impl Watcher {
                     Some((w.live, w.revision.max(rev)))
                 }
                 Err(err) => {
-                    let status = err.to_status();
-                    let line = json!({"type": "ERROR", "object": status});
-                    let _ = self.tx.send(line_bytes(&line)).await;
+                    let _ = self.tx.send(self.frame("ERROR", &err.to_status())).await;
                     None
                 }
             },
@@ -230,6 +236,7 @@ impl Watcher {
                 let v = table::partial(&served_value(self.def, obj));
                 line_bytes(&json!({"type": kind.as_str(), "object": v}))
             }
+            Output::Protobuf => self.frame(kind.as_str(), &served_value(self.def, obj)),
             _ if self.def.converts() => {
                 let v = served_value(self.def, obj);
                 line_bytes(&json!({"type": kind.as_str(), "object": v}))
@@ -257,10 +264,18 @@ impl Watcher {
             "apiVersion": self.def.api_version(),
             "metadata": meta,
         });
-        self.tx
-            .send(line_bytes(&json!({"type": "BOOKMARK", "object": object})))
-            .await
-            .is_ok()
+        self.tx.send(self.frame("BOOKMARK", &object)).await.is_ok()
+    }
+
+    /// One event in the stream's encoding: a JSON line, or a length-prefixed protobuf frame.
+    fn frame(&self, event_type: &str, object: &Value) -> Bytes {
+        if self.output == Output::Protobuf {
+            match self.api.codec.encode_watch_event(event_type, object) {
+                Ok(frame) => return Bytes::from(frame),
+                Err(err) => tracing::warn!(%err, "encoding a watch event as protobuf failed"),
+            }
+        }
+        line_bytes(&json!({"type": event_type, "object": object}))
     }
 }
 
