@@ -170,7 +170,14 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
         let path = args.data_dir.join("db").join("state.redb");
         std::fs::create_dir_all(path.parent().unwrap_or(&args.data_dir))
             .with_context(|| format!("creating {}", path.display()))?;
-        let store = k8rs_store_embedded::EmbeddedStore::open(&path, Default::default())
+        // Reads are served by the API server's watch cache: keep the store's own page cache small.
+        // Its only watcher is the API server's cache, which keeps up: a short live buffer.
+        let options = k8rs_store_embedded::Options {
+            cache_size: Some(32 << 20),
+            watch_buffer: 64,
+            ..Default::default()
+        };
+        let store = k8rs_store_embedded::EmbeddedStore::open(&path, options)
             .with_context(|| format!("opening the embedded store at {}", path.display()))?;
         return Ok(Arc::new(store));
     }

@@ -70,3 +70,32 @@ fn unreachable_etcd_is_a_clear_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn content_is_admitted_right_after_its_namespace_is_created() {
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use kube::api::{Api, PostParams};
+    let etcd = tokio::task::spawn_blocking(EtcdProcess::start)
+        .await
+        .unwrap();
+    let endpoint = format!("--datastore-endpoint={}", etcd.endpoint());
+    let s = tokio::task::spawn_blocking(move || Server::start(&[&endpoint]))
+        .await
+        .unwrap();
+    let client = s.client().await;
+    for round in 0..5 {
+        let name = format!("fresh{round}");
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
+        let cm: ConfigMap =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}})).unwrap();
+        cms.create(&PostParams::default(), &cm)
+            .await
+            .expect("admitted into a namespace created a moment ago");
+    }
+}

@@ -5,7 +5,6 @@
 use serde_json::{Value, json};
 
 use crate::ApiServer;
-use crate::cache::CachedObject;
 use crate::error::{ApiError, ApiResult, Details};
 use crate::objects::meta;
 use crate::registry::ResourceDef;
@@ -36,14 +35,14 @@ impl ApiServer {
             .unwrap_or_default()
             .to_string();
         if def.namespaced {
-            self.namespace_lifecycle(def, &ns, obj)?;
+            self.namespace_lifecycle(def, &ns, obj).await?;
         }
         match (def.group, def.plural) {
             ("", "pods") => {
                 self.limit_ranger(&ns, obj);
-                self.service_account(&ns, obj);
+                self.service_account(&ns, obj).await;
                 default_toleration_seconds(obj);
-                self.priority(obj)?;
+                self.priority(obj).await?;
             }
             ("", "persistentvolumeclaims") => self.default_storage_class(obj),
             _ => {}
@@ -54,15 +53,22 @@ impl ApiServer {
         Ok(())
     }
 
-    fn cached(
+    /// An object from the cache, or, when the cache has not seen it yet, from the store (a
+    /// namespace created a moment ago must admit content at once, as upstream's live lookup).
+    async fn lookup(
         &self,
         group: &str,
         plural: &str,
         ns: Option<&str>,
         name: &str,
-    ) -> Option<std::sync::Arc<CachedObject>> {
+    ) -> Option<Value> {
         let def = self.registry.lookup(group, "v1", plural)?;
-        self.cache.get(&def.key(ns, name))
+        let key = def.key(ns, name);
+        if let Some(obj) = self.cache.get(&key) {
+            return Some(obj.value());
+        }
+        let kv = self.store.get(&key).await.ok()??;
+        crate::objects::decode_kv(&kv).ok()
     }
 
     fn cached_list(&self, group: &str, version: &str, plural: &str, ns: &str) -> Vec<Value> {
@@ -76,11 +82,11 @@ impl ApiServer {
             .collect()
     }
 
-    fn namespace_lifecycle(&self, def: &ResourceDef, ns: &str, obj: &Value) -> ApiResult<()> {
-        let Some(namespace) = self.cached("", "namespaces", None, ns) else {
+    async fn namespace_lifecycle(&self, def: &ResourceDef, ns: &str, obj: &Value) -> ApiResult<()> {
+        let Some(namespace) = self.lookup("", "namespaces", None, ns).await else {
             return Err(ApiError::not_found(Details::new(ns, "", "namespaces")));
         };
-        let terminating = namespace.value()["status"]["phase"] == "Terminating";
+        let terminating = namespace["status"]["phase"] == "Terminating";
         if terminating && !(def.plural == "events" && def.group.is_empty()) {
             let name = meta(obj)["name"].as_str().unwrap_or_default();
             return Err(ApiError::forbidden(
@@ -129,7 +135,7 @@ impl ApiServer {
     }
 
     /// The default service account and the projected `kube-api-access-*` token volume.
-    fn service_account(&self, ns: &str, pod: &mut Value) {
+    async fn service_account(&self, ns: &str, pod: &mut Value) {
         let spec = &mut pod["spec"];
         if spec["serviceAccountName"]
             .as_str()
@@ -145,9 +151,7 @@ impl ApiServer {
         if spec["serviceAccount"].is_null() {
             spec["serviceAccount"] = sa_name.clone().into();
         }
-        let sa = self
-            .cached("", "serviceaccounts", Some(ns), &sa_name)
-            .map(|o| o.value());
+        let sa = self.lookup("", "serviceaccounts", Some(ns), &sa_name).await;
         let automount = spec["automountServiceAccountToken"]
             .as_bool()
             .or_else(|| {
@@ -209,7 +213,7 @@ impl ApiServer {
     }
 
     /// Priority admission: priorityClassName to priority, refusing unknown classes.
-    fn priority(&self, pod: &mut Value) -> ApiResult<()> {
+    async fn priority(&self, pod: &mut Value) -> ApiResult<()> {
         let spec = &mut pod["spec"];
         let class_name = spec["priorityClassName"]
             .as_str()
@@ -218,12 +222,9 @@ impl ApiServer {
         let class = if class_name.is_empty() {
             self.global_default_priority_class()
         } else {
-            let def = self
-                .registry
-                .lookup("scheduling.k8s.io", "v1", "priorityclasses");
-            let found = def
-                .and_then(|d| self.cache.get(&d.key(None, &class_name)))
-                .map(|o| o.value());
+            let found = self
+                .lookup("scheduling.k8s.io", "priorityclasses", None, &class_name)
+                .await;
             if found.is_none() {
                 let name = pod["metadata"]["name"]
                     .as_str()
