@@ -205,15 +205,18 @@ async fn open_store(args: &ServerArgs) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// The address cluster members reach this server at: `--advertise-address`, else a specific
+/// non-loopback bind address, else the host's first non-loopback IPv4 address (endpoints may
+/// not name loopback addresses), else 127.0.0.1.
 fn advertise_address(args: &ServerArgs) -> Ipv4Addr {
     if let Some(a) = args.advertise_address {
         return a;
     }
     match args.bind_address {
-        IpAddr::V4(a) if !a.is_unspecified() => a,
+        IpAddr::V4(a) if !a.is_unspecified() && !a.is_loopback() => a,
         _ => k8rs_auth::pki::host_ipv4_addresses()
             .into_iter()
-            .next()
+            .find(|a| !a.is_loopback())
             .unwrap_or(Ipv4Addr::LOCALHOST),
     }
 }

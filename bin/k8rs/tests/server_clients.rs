@@ -684,3 +684,45 @@ mod protobuf {
         assert!(http_body_util_collect(resp).await.len() > 100_000);
     }
 }
+
+#[tokio::test]
+async fn streaming_lists_end_with_the_initial_events_bookmark() {
+    let s = Server::start(&[]);
+    let client = s.client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    for i in 0..3 {
+        api.create(&PostParams::default(), &cm(&format!("s{i}"), "1"))
+            .await
+            .unwrap();
+    }
+    // kube-rs' streaming-list watcher: sendInitialEvents with the initial-events-end bookmark.
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().streaming_lists();
+    let mut stream = reflector(writer, watcher(api.clone(), config)).boxed();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .expect("streaming list in time")
+            .unwrap()
+            .unwrap();
+        if matches!(ev, watcher::Event::InitDone) {
+            break;
+        }
+    }
+    assert_eq!(reader.state().len(), 3);
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1")
+        .body(Vec::new())
+        .unwrap();
+    let text = client.request_text(req).await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert_eq!(lines[3]["type"], "BOOKMARK");
+    assert_eq!(
+        lines[3]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+}

@@ -634,3 +634,123 @@ fn validation_answers_422_with_field_causes() {
     let err = s.kubectl_fails(&["patch", "deploy", "web", "--type=merge", "-p", r#"{"spec":{"selector":{"matchLabels":{"app":"other"}},"template":{"metadata":{"labels":{"app":"other"}}}}}"#]);
     assert!(err.contains("field is immutable"), "{err}");
 }
+
+#[test]
+fn api_semantics_kubectl_relies_on() {
+    let s = Server::start(&[]);
+    // generateName
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: gen-}\n",
+    );
+    let name = out.trim().trim_end_matches(" created");
+    assert!(
+        name.starts_with("configmap/gen-") && name.len() == "configmap/gen-".len() + 5,
+        "{out}"
+    );
+    // Deployments move generation on annotation changes; status writes do not.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &DEPLOYMENT.replace("  namespace: shop\n", ""),
+    );
+    s.kubectl(&["annotate", "deploy", "web", "a=b"]);
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.metadata.generation}"
+        ]),
+        "2"
+    );
+    // Switching the strategy to Recreate drops rollingUpdate ($retainKeys).
+    let recreate = DEPLOYMENT.replace("  namespace: shop\n", "").replace(
+        "spec:\n  replicas: 2",
+        "spec:\n  replicas: 2\n  strategy: {type: Recreate}",
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &recreate);
+    assert_eq!(
+        s.kubectl(&["get", "deploy", "web", "-o", "jsonpath={.spec.strategy}"]),
+        r#"{"type":"Recreate"}"#
+    );
+    // Unknown fields: kubectl's strict validation is the server's.
+    let err = s.kubectl_stdin_fails(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nspecc: {}\n",
+    );
+    assert!(err.contains("unknown field \"specc\""), "{err}");
+    // Field selectors on pods.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &POD.replace("spec:\n", "spec:\n  nodeName: n1\n"),
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &POD.replace("name: p1", "name: p2"));
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "pods",
+            "--field-selector=spec.nodeName=n1",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        "pod/p1"
+    );
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "pods",
+            "--field-selector=spec.nodeName!=n1,status.phase=Pending",
+            "-o",
+            "name"
+        ])
+        .trim(),
+        "pod/p2"
+    );
+    let err = s.kubectl_fails(&["get", "pods", "--field-selector=spec.image=x"]);
+    assert!(
+        err.contains("field label not supported: spec.image"),
+        "{err}"
+    );
+    // The kubernetes Service's endpoints name this API server.
+    let ep = s.kubectl(&[
+        "get",
+        "endpoints",
+        "kubernetes",
+        "-o",
+        "jsonpath={.subsets[0].addresses[0].ip}:{.subsets[0].ports[0].port}",
+    ]);
+    let (ip, port) = ep.split_once(':').unwrap();
+    assert!(
+        ip.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| !ip.is_loopback()),
+        "{ep}"
+    );
+    assert_eq!(port, s.port.to_string());
+    let slice = s.kubectl(&[
+        "get",
+        "endpointslice",
+        "kubernetes",
+        "-o",
+        "jsonpath={.endpoints[0].addresses[0]}",
+    ]);
+    assert_eq!(slice, ip);
+}
+
+#[test]
+fn limit_ranges_and_quotas() {
+    let s = Server::start(&[]);
+    s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: LimitRange\nmetadata: {name: lr}\nspec:\n  limits:\n  - type: Container\n    default: {cpu: 500m, memory: 256Mi}\n    defaultRequest: {cpu: 100m}\n");
+    s.kubectl_stdin(&["apply", "-f", "-"], POD);
+    let got = s.kubectl(&["get", "pod", "p1", "-o", "jsonpath={.spec.containers[0].resources.limits.cpu} {.spec.containers[0].resources.requests.cpu} {.spec.containers[0].resources.requests.memory} {.status.qosClass}"]);
+    assert_eq!(got, "500m 100m 256Mi Burstable");
+    s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: ResourceQuota\nmetadata: {name: q}\nspec:\n  hard: {configmaps: \"2\"}\n");
+    s.kubectl_stdin(&["create", "-f", "-"], &configmap("one"));
+    let existing = s.kubectl(&["get", "cm", "-o", "name"]).lines().count();
+    for i in existing..2 {
+        s.kubectl_stdin(&["create", "-f", "-"], &configmap(&format!("more{i}")));
+    }
+    let err = s.kubectl_stdin_fails(&["create", "-f", "-"], &configmap("over"));
+    assert!(err.contains("exceeded quota: q"), "{err}");
+}

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod admission;
+pub mod authz;
 mod bootstrap;
 pub mod cache;
 pub mod convert;
@@ -66,6 +67,7 @@ pub struct ApiServer {
     pub allocators: strategy::Allocators,
     pub tokens: TokenIssuer,
     pub codec: k8rs_protobuf::Codec,
+    pub authorizer: Box<dyn authz::Authorizer>,
     ready: AtomicBool,
 }
 
@@ -120,6 +122,7 @@ impl ApiServer {
             allocators,
             tokens,
             codec,
+            authorizer: Box::new(authz::AlwaysAllow),
             ready: AtomicBool::new(false),
         }))
     }

@@ -226,9 +226,10 @@ impl ApiServer {
             Generation::None => m.remove("generation"),
             _ => m.insert("generation".into(), 1.into()),
         };
-        strategy::prepare_for_create(def, &mut obj);
+        // Mutating admission runs before the strategy, as upstream (QoS sees LimitRanger's defaults).
         self.admit(def, Operation::Create, &mut obj, None, &mut warnings)
             .await?;
+        strategy::prepare_for_create(def, &mut obj);
         self.validate(def, &obj, None)?;
         strategy::allocate(self, def, &mut obj, None, opts.dry_run)?;
         let name = str_of(meta(&obj), "name").to_string();

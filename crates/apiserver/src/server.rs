@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::ApiServer;
+use crate::authz::{self, Attributes};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::handlers::{self, json_response, raw_json};
@@ -97,7 +98,37 @@ pub async fn handle(
     if user.name == k8rs_auth::authn::ANONYMOUS_USER && !anonymous_allowed(&path) {
         return ApiError::Unauthorized("Unauthorized".into()).into_response();
     }
-    route(api, &path, req).await
+    let info = request_info(&req, &path);
+    let attributes = match &info {
+        Some(info) => Attributes::Resource(info),
+        None => Attributes::NonResource {
+            verb: non_resource_verb(req.method()),
+            path: &path,
+        },
+    };
+    if let Err(denied) = authz::check(api.authorizer.as_ref(), &user, attributes) {
+        return denied.into_response();
+    }
+    route(api, &path, info, req).await
+}
+
+/// The request as a resource request, when its path is one.
+fn request_info(req: &Request<Body>, path: &str) -> Option<RequestInfo> {
+    let watch = req.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
+    });
+    RequestInfo::parse(req.method(), path, watch)
+}
+
+fn non_resource_verb(method: &Method) -> &'static str {
+    match *method {
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "post",
+        Method::PUT => "put",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "",
+    }
 }
 
 /// KEP-4633 anonymous endpoints: health checks and the version.
@@ -126,9 +157,14 @@ async fn authenticate(
         .unwrap_or_else(UserInfo::anonymous))
 }
 
-async fn route(api: Arc<ApiServer>, path: &str, req: Request<Body>) -> Response {
+async fn route(
+    api: Arc<ApiServer>,
+    path: &str,
+    info: Option<RequestInfo>,
+    req: Request<Body>,
+) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return resource(api, path, req).await;
+        return resource(api, info, req).await;
     }
     let trimmed = path.trim_end_matches('/');
     match trimmed {
@@ -163,14 +199,11 @@ async fn route(api: Arc<ApiServer>, path: &str, req: Request<Body>) -> Response 
         ["apis", g, v] => return group_version(&api, g, v),
         _ => {}
     }
-    resource(api, path, req).await
+    resource(api, info, req).await
 }
 
-async fn resource(api: Arc<ApiServer>, path: &str, req: Request<Body>) -> Response {
-    let watch = req.uri().query().is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "watch" && (v == "true" || v == "1"))
-    });
-    match RequestInfo::parse(req.method(), path, watch) {
+async fn resource(api: Arc<ApiServer>, info: Option<RequestInfo>, req: Request<Body>) -> Response {
+    match info {
         Some(info) if !info.verb.is_empty() => handlers::resource(api, info, req).await,
         Some(_) => ApiError::MethodNotAllowed(
             "the server does not allow this method on the requested resource".into(),

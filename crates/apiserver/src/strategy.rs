@@ -72,11 +72,12 @@ pub fn prepare_for_update(def: &ResourceDef, sub: Option<&str>, new: &mut Value,
         None if def.has_status() => new["status"] = old["status"].clone(),
         None => {}
     }
-    if def.plural == "services" && def.group.is_empty() && sub.is_none() {
-        if let Ok(old) = serde_json::from_value::<k8s_openapi::api::core::v1::Service>(old.clone())
-        {
-            typed(new, |svc| k8rs_api::service_carry_allocated(svc, &old));
-        }
+    if def.plural == "services"
+        && def.group.is_empty()
+        && sub.is_none()
+        && let Ok(old) = serde_json::from_value::<k8s_openapi::api::core::v1::Service>(old.clone())
+    {
+        typed(new, |svc| k8rs_api::service_carry_allocated(svc, &old));
     }
     if def.plural == "namespaces" && sub != Some("finalize") {
         new["spec"]["finalizers"] = old["spec"]["finalizers"].clone();
