@@ -753,4 +753,18 @@ fn limit_ranges_and_quotas() {
     }
     let err = s.kubectl_stdin_fails(&["create", "-f", "-"], &configmap("over"));
     assert!(err.contains("exceeded quota: q"), "{err}");
+    // DefaultStorageClass: a claim without a class gets the default one.
+    s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local\n  annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}\nprovisioner: k8rs.io/local-path\n");
+    s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n");
+    assert_eq!(
+        s.kubectl(&[
+            "get",
+            "pvc",
+            "data",
+            "-o",
+            "jsonpath={.spec.storageClassName} {.status.phase}"
+        ]),
+        "local Pending"
+    );
+    assert!(s.kubectl(&["get", "sc"]).contains("local (default)"));
 }

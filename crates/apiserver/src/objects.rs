@@ -399,7 +399,7 @@ impl ApiServer {
                 });
             }
             // The last finalizer of an object being deleted is gone: the object goes too.
-            if is_deleting(&new) && finalizers(&new).is_empty() {
+            if is_deleting(&new) && finalizers(&new).is_empty() && spec_finalizers_done(def, &new) {
                 if opts.dry_run {
                     return Ok(Written {
                         object: new,
@@ -407,21 +407,17 @@ impl ApiServer {
                         created: false,
                     });
                 }
-                match self.store.delete(&key, Some(kv.mod_revision)).await {
-                    Ok((_, rev)) => {
-                        strategy::release(self, def, &new);
-                        set_rv(&mut new, rev);
-                        return Ok(Written {
-                            object: new,
-                            warnings,
-                            created: false,
-                        });
-                    }
-                    Err(k8rs_store::Error::Conflict { .. } | k8rs_store::Error::NotFound(_)) => {
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
+                let deleted = self.store.delete(&key, Some(kv.mod_revision)).await;
+                if let Cas::Done((_, rev)) = cas(deleted, def, name, true)? {
+                    strategy::release(self, def, &new);
+                    set_rv(&mut new, rev);
+                    return Ok(Written {
+                        object: new,
+                        warnings,
+                        created: false,
+                    });
                 }
+                continue;
             }
             if opts.dry_run {
                 return Ok(Written {
@@ -430,28 +426,18 @@ impl ApiServer {
                     created: false,
                 });
             }
-            match self
+            let updated = self
                 .store
                 .update(&key, encode(&new)?, kv.mod_revision)
-                .await
-            {
-                Ok(kv) => {
-                    set_rv(&mut new, kv.mod_revision);
-                    strategy::release_replaced(self, def, &new, &old);
-                    return Ok(Written {
-                        object: new,
-                        warnings,
-                        created: false,
-                    });
-                }
-                Err(k8rs_store::Error::Conflict { .. }) if precondition.is_none() => continue,
-                Err(k8rs_store::Error::Conflict { .. }) => {
-                    return Err(ApiError::conflict(details(def, name)));
-                }
-                Err(k8rs_store::Error::NotFound(_)) => {
-                    return Err(ApiError::not_found(details(def, name)));
-                }
-                Err(e) => return Err(e.into()),
+                .await;
+            if let Cas::Done(kv) = cas(updated, def, name, precondition.is_none())? {
+                set_rv(&mut new, kv.mod_revision);
+                strategy::release_replaced(self, def, &new, &old);
+                return Ok(Written {
+                    object: new,
+                    warnings,
+                    created: false,
+                });
             }
         }
         Err(ApiError::conflict(details(def, name)))
@@ -487,37 +473,25 @@ impl ApiServer {
                 if opts.dry_run {
                     return Ok(Deleted::Pending(new));
                 }
-                match self
+                let updated = self
                     .store
                     .update(&key, encode(&new)?, kv.mod_revision)
-                    .await
-                {
-                    Ok(kv) => {
-                        set_rv(&mut new, kv.mod_revision);
-                        return Ok(Deleted::Pending(new));
-                    }
-                    Err(k8rs_store::Error::Conflict { .. }) => continue,
-                    Err(k8rs_store::Error::NotFound(_)) => {
-                        return Err(ApiError::not_found(details(def, name)));
-                    }
-                    Err(e) => return Err(e.into()),
+                    .await;
+                if let Cas::Done(kv) = cas(updated, def, name, true)? {
+                    set_rv(&mut new, kv.mod_revision);
+                    return Ok(Deleted::Pending(new));
                 }
+                continue;
             }
             if opts.dry_run {
                 return Ok(Deleted::Gone(old));
             }
-            match self.store.delete(&key, Some(kv.mod_revision)).await {
-                Ok((_, rev)) => {
-                    strategy::release(self, def, &old);
-                    let mut gone = old;
-                    set_rv(&mut gone, rev);
-                    return Ok(Deleted::Gone(gone));
-                }
-                Err(k8rs_store::Error::Conflict { .. }) => continue,
-                Err(k8rs_store::Error::NotFound(_)) => {
-                    return Err(ApiError::not_found(details(def, name)));
-                }
-                Err(e) => return Err(e.into()),
+            let deleted = self.store.delete(&key, Some(kv.mod_revision)).await;
+            if let Cas::Done((_, rev)) = cas(deleted, def, name, true)? {
+                strategy::release(self, def, &old);
+                let mut gone = old;
+                set_rv(&mut gone, rev);
+                return Ok(Deleted::Gone(gone));
             }
         }
         Err(ApiError::conflict(details(def, name)))
@@ -544,6 +518,37 @@ impl ApiServer {
             rev,
         ))
     }
+}
+
+/// How a compare-and-swap write ended: done, or lost a race and is to be retried.
+enum Cas<T> {
+    Done(T),
+    Retry,
+}
+
+/// Maps a store write's result: conflicts are retried when `retry` (no resourceVersion
+/// precondition), else upstream's 409; a vanished key is 404.
+fn cas<T>(
+    result: k8rs_store::Result<T>,
+    def: &ResourceDef,
+    name: &str,
+    retry: bool,
+) -> ApiResult<Cas<T>> {
+    match result {
+        Ok(v) => Ok(Cas::Done(v)),
+        Err(k8rs_store::Error::Conflict { .. }) if retry => Ok(Cas::Retry),
+        Err(k8rs_store::Error::Conflict { .. }) => Err(ApiError::conflict(details(def, name))),
+        Err(k8rs_store::Error::NotFound(_)) => Err(ApiError::not_found(details(def, name))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Namespaces also wait for their `spec.finalizers` (the namespace finalizer's work).
+fn spec_finalizers_done(def: &ResourceDef, obj: &Value) -> bool {
+    def.plural != "namespaces"
+        || obj["spec"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
 }
 
 fn check_preconditions(
