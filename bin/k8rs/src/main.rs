@@ -12,6 +12,8 @@ use k8rs_auth::pki::{ClusterPki, PkiOptions};
 use k8rs_store::Store;
 use tokio_util::sync::CancellationToken;
 
+mod inprocess;
+
 #[derive(Parser, Debug)]
 #[command(name = "k8rs", version, about = "Kubernetes in one binary")]
 struct Cli {
@@ -23,6 +25,34 @@ struct Cli {
 enum Command {
     /// Run a control plane (API server with its store) and, unless disabled, a node.
     Server(ServerArgs),
+    /// Simulate many nodes (as kubemark's hollow nodes): register them, keep them alive and
+    /// play the kubelet's part for the pods bound to them, without running containers.
+    HollowNodes(HollowArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct HollowArgs {
+    /// How many nodes to simulate.
+    #[arg(long, value_name = "N")]
+    count: usize,
+    /// Kubeconfig of the cluster to join.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: PathBuf,
+    /// Node names are this prefix and a number.
+    #[arg(long, default_value = "hollow-node-", value_name = "PREFIX")]
+    name_prefix: String,
+    /// CPU capacity of each node.
+    #[arg(long, default_value = "4", value_name = "QUANTITY")]
+    cpu: String,
+    /// Memory capacity of each node.
+    #[arg(long, default_value = "16Gi", value_name = "QUANTITY")]
+    memory: String,
+    /// Pod capacity of each node.
+    #[arg(long, default_value_t = 110, value_name = "N")]
+    pods: u32,
+    /// The nodes' `topology.kubernetes.io/zone` label.
+    #[arg(long, value_name = "ZONE")]
+    zone: Option<String>,
 }
 
 /// A CIDR such as 10.43.0.0/16.
@@ -98,6 +128,12 @@ struct ServerArgs {
     /// Range of pod IPs; each node gets a slice of it.
     #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
     cluster_cidr: Cidr,
+    /// Prefix length of the pod range each node gets from --cluster-cidr.
+    #[arg(long, default_value_t = 24, value_name = "BITS")]
+    node_cidr_mask_size: u8,
+    /// Controllers not to run, comma-separated (known: nodeipam).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    disable_controllers: Vec<String>,
     /// Extra names or IPs for the API server's certificate (repeatable).
     #[arg(long = "tls-san", value_name = "NAME")]
     tls_san: Vec<String>,
@@ -162,6 +198,7 @@ fn main() -> Result<()> {
         .build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server(args)),
+        Command::HollowNodes(args) => runtime.block_on(hollow_nodes(args)),
     }
 }
 
@@ -274,9 +311,102 @@ async fn server(args: ServerArgs) -> Result<()> {
             "the node agent is not part of this build yet; running the control plane only"
         );
     }
-    let _ = args.cluster_cidr;
+    start_controllers(&api, &args, shutdown.clone())?;
     api.run(listener, &pki, shutdown).await?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+const CONTROLLERS: &[&str] = &["nodeipam"];
+
+/// Starts the controller manager's controllers as in-process clients of `api`, each once the
+/// API server is ready.
+fn start_controllers(
+    api: &Arc<k8rs_apiserver::ApiServer>,
+    args: &ServerArgs,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    for name in &args.disable_controllers {
+        if !CONTROLLERS.contains(&name.as_str()) {
+            bail!(
+                "--disable-controllers: unknown controller {name:?} (known: {})",
+                CONTROLLERS.join(", ")
+            );
+        }
+    }
+    let enabled = |name: &str| !args.disable_controllers.iter().any(|d| d == name);
+    if enabled("nodeipam") {
+        let mask = args.node_cidr_mask_size;
+        if mask < args.cluster_cidr.prefix || mask > 30 {
+            bail!(
+                "--node-cidr-mask-size {mask} must be between the cluster CIDR's prefix ({}) and 30",
+                args.cluster_cidr.prefix
+            );
+        }
+        let config = k8rs_controllers::nodeipam::NodeIpamConfig {
+            cluster_cidr: (args.cluster_cidr.net, args.cluster_cidr.prefix),
+            node_cidr_mask_size: mask,
+        };
+        let client = inprocess::client(api.clone(), "system:kube-controller-manager", &[]);
+        spawn_when_ready(
+            api.clone(),
+            "nodeipam",
+            shutdown.clone(),
+            move |shutdown| async move {
+                k8rs_controllers::nodeipam::run(client, config, shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Runs a component once the API server is ready; its failure is logged and shuts k8rs down.
+fn spawn_when_ready<F, Fut>(
+    api: Arc<k8rs_apiserver::ApiServer>,
+    name: &'static str,
+    shutdown: CancellationToken,
+    run: F,
+) where
+    F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while !api.ready() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+            }
+        }
+        tracing::info!(component = name, "starting");
+        if let Err(err) = run(shutdown.clone()).await {
+            tracing::error!(component = name, "failed: {err:#}");
+            shutdown.cancel();
+        }
+    });
+}
+
+async fn hollow_nodes(args: HollowArgs) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("loading the kubeconfig")?;
+    let client = kube::Client::try_from(config).context("building the API client")?;
+    let config = k8rs_hollow::HollowConfig {
+        count: args.count,
+        name_prefix: args.name_prefix,
+        cpu: args.cpu,
+        memory: args.memory,
+        pods: args.pods,
+        zone: args.zone,
+        ..Default::default()
+    };
+    tracing::info!(count = config.count, "starting hollow nodes");
+    k8rs_hollow::run(client, config, shutdown).await?;
     Ok(())
 }
 
