@@ -131,6 +131,9 @@ struct ServerArgs {
     /// Prefix length of the pod range each node gets from --cluster-cidr.
     #[arg(long, default_value_t = 24, value_name = "BITS")]
     node_cidr_mask_size: u8,
+    /// Do not run the scheduler in this server.
+    #[arg(long)]
+    disable_scheduler: bool,
     /// Controllers not to run, comma-separated (known: nodeipam).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     disable_controllers: Vec<String>,
@@ -312,6 +315,20 @@ async fn server(args: ServerArgs) -> Result<()> {
         );
     }
     start_controllers(&api, &args, shutdown.clone())?;
+    if !args.disable_scheduler {
+        let client = inprocess::client(api.clone(), "system:kube-scheduler", &[]);
+        spawn_when_ready(
+            api.clone(),
+            "scheduler",
+            shutdown.clone(),
+            move |shutdown| async move {
+                let config = k8rs_scheduler::SchedulerConfig::default();
+                k8rs_scheduler::run(client, config, shutdown)
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+        );
+    }
     api.run(listener, &pki, shutdown).await?;
     tracing::info!("stopped");
     Ok(())

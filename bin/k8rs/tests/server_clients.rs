@@ -726,3 +726,100 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
         "true"
     );
 }
+
+#[tokio::test]
+async fn binding_and_eviction_subresources() {
+    use k8s_openapi::api::core::v1::Pod;
+    let s = Server::start(&[]);
+    let client = s.client().await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "c", "image": "img"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let binding = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n1"}})).unwrap();
+    let (code, body) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/pods/p/binding",
+        "application/json",
+        binding.clone(),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let bound = pods.get("p").await.unwrap();
+    assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("n1"));
+    let scheduled = bound.status.unwrap().conditions.unwrap();
+    assert!(
+        scheduled
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    );
+    let (code, body) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/pods/p/binding",
+        "application/json",
+        binding,
+    )
+    .await;
+    assert_eq!(code, 409, "a bound pod cannot be bound again: {body}");
+    // A PodDisruptionBudget that allows no disruption blocks the eviction with 429.
+    let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(client.clone(), "default");
+    let pdb = serde_json::from_value(json!({"metadata": {"name": "b"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "x"}}}})).unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    let eviction = serde_json::to_vec(
+        &json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}}),
+    )
+    .unwrap();
+    // (kube-rs retries 429s with backoff, so this one request goes through curl.)
+    let tls = s.data_dir().join("tls");
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+        ])
+        .arg("--cacert")
+        .arg(tls.join("server-ca.crt"))
+        .arg("--cert")
+        .arg(tls.join("client-admin.crt"))
+        .arg("--key")
+        .arg(tls.join("client-admin.key"))
+        .arg("--data-binary")
+        .arg(String::from_utf8(eviction.clone()).unwrap())
+        .arg(format!(
+            "https://127.0.0.1:{}/api/v1/namespaces/default/pods/p/eviction",
+            s.port
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        (code, body["reason"].as_str()),
+        ("429", Some("TooManyRequests")),
+        "{body}"
+    );
+    pdbs.delete("b", &DeleteParams::default()).await.unwrap();
+    let (code, body) = raw(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/pods/p/eviction",
+        "application/json",
+        eviction,
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    // Bound to a node, the pod ends gracefully.
+    let gone = pods.get("p").await.unwrap();
+    assert!(gone.metadata.deletion_timestamp.is_some());
+}

@@ -82,3 +82,51 @@ fn hollow_nodes_register_and_run_pods() {
     );
     s.kubectl(&["delete", "pod", "p", "--wait"]);
 }
+
+#[test]
+fn the_scheduler_places_pods_on_hollow_nodes() {
+    let s = Server::start(&[]);
+    let log = std::fs::File::create(s.data_dir().join("hollow.log")).unwrap();
+    let _hollow = Hollow(
+        Command::new(env!("CARGO_BIN_EXE_k8rs"))
+            .args(["hollow-nodes", "--count=2", "--cpu=1"])
+            .arg(format!("--kubeconfig={}", s.kubeconfig().display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    assert!(eventually(Duration::from_secs(20), || s
+        .kubectl(&["get", "nodes", "-o", "name"])
+        .lines()
+        .count()
+        == 2));
+    for i in 0..4 {
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, labels: {{app: web}}}}\nspec:\n  containers: [{{name: c, image: localhost/busybox:1, resources: {{requests: {{cpu: 400m}}}}}}]\n"
+        );
+        s.kubectl_stdin(&["apply", "-f", "-"], &pod);
+    }
+    let placed = eventually(Duration::from_secs(30), || {
+        let out = s.kubectl(&[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.status.phase}{\"\\n\"}{end}",
+        ]);
+        out.lines().filter(|l| *l == "Running").count() == 4
+    });
+    assert!(placed, "{}", s.kubectl(&["get", "pods", "-o", "wide"]));
+    // Two 400m pods per 1-cpu node: a fifth does not fit and says why.
+    s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  containers: [{name: c, image: localhost/busybox:1, resources: {requests: {cpu: 400m}}}]\n");
+    let explained = eventually(Duration::from_secs(20), || {
+        s.kubectl(&["describe", "pod", "big"])
+            .contains("0/2 nodes are available: 2 Insufficient cpu.")
+    });
+    assert!(explained, "{}", s.kubectl(&["describe", "pod", "big"]));
+    let d = s.kubectl(&["describe", "pod", "p0"]);
+    assert!(
+        d.contains("Scheduled") && d.contains("Successfully assigned default/p0 to hollow-node-"),
+        "{d}"
+    );
+}

@@ -768,3 +768,74 @@ fn limit_ranges_and_quotas() {
     );
     assert!(s.kubectl(&["get", "sc"]).contains("local (default)"));
 }
+
+#[test]
+fn certificate_signing_requests_are_approved_through_their_subresource() {
+    let s = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let csr = dir.path().join("c.csr");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=alice/O=dev",
+        ])
+        .args([
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            csr.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = std::fs::read(&csr).unwrap();
+    let b64: String = base64_encode(&pem);
+    let obj = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: alice}}\nspec:\n  request: {b64}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n"
+    );
+    s.kubectl_stdin(&["create", "-f", "-"], &obj);
+    assert!(s.kubectl(&["get", "csr", "alice"]).contains("Pending"));
+    s.kubectl(&["certificate", "approve", "alice"]);
+    let cond = s.kubectl(&[
+        "get",
+        "csr",
+        "alice",
+        "-o",
+        "jsonpath={.status.conditions[0].type}",
+    ]);
+    assert_eq!(cond, "Approved");
+    assert!(s.kubectl(&["get", "csr", "alice"]).contains("Approved"));
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

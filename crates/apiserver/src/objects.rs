@@ -497,6 +497,38 @@ impl ApiServer {
         Err(ApiError::conflict(details(def, name)))
     }
 
+    /// Changes an object in storage with `f`, retrying on conflicts, without the update
+    /// strategy's validation: for subresources whose own checks replace it (pods/binding sets
+    /// the otherwise immutable `spec.nodeName`, as upstream's binding storage does).
+    pub async fn mutate<F>(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        f: F,
+    ) -> ApiResult<Value>
+    where
+        F: Fn(&mut Value) -> ApiResult<()>,
+    {
+        let key = def.key(ns, name);
+        for _attempt in 0..16 {
+            let Some(kv) = self.store.get(&key).await? else {
+                return Err(ApiError::not_found(details(def, name)));
+            };
+            let mut obj = decode_kv(&kv)?;
+            f(&mut obj)?;
+            let updated = self
+                .store
+                .update(&key, encode(&obj)?, kv.mod_revision)
+                .await;
+            if let Cas::Done(kv) = cas(updated, def, name, true)? {
+                set_rv(&mut obj, kv.mod_revision);
+                return Ok(obj);
+            }
+        }
+        Err(ApiError::conflict(details(def, name)))
+    }
+
     /// The objects of a resource in a namespace (or all), from the cache at its revision.
     pub async fn list_cached(
         &self,

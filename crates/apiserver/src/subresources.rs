@@ -231,49 +231,45 @@ async fn binding(
             message: format!("Binding.core \"{name}\" is invalid: target.name: Required value"),
         });
     }
-    let (mut pod, _) = api.read(def, ns, name).await?;
-    if crate::objects::is_deleting(&pod) {
-        return Err(ApiError::conflict_msg(
-            details(def, name),
-            "pod is being deleted, cannot be assigned to a host",
-        ));
-    }
-    let current = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-    if !current.is_empty() {
-        return Err(ApiError::conflict_msg(
-            details(def, name),
-            &format!("pod {name} is already assigned to node \"{current}\""),
-        ));
-    }
-    let uid = body["metadata"]["uid"].as_str().unwrap_or_default();
-    if !uid.is_empty() && pod["metadata"]["uid"] != uid {
-        return Err(ApiError::conflict_msg(
-            details(def, name),
-            "the UID in the precondition does not match",
-        ));
-    }
-    pod["spec"]["nodeName"] = node.into();
-    let mut conditions = pod["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    conditions.retain(|c| c["type"] != "PodScheduled");
-    conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::objects::now_rfc3339()}));
-    pod["status"]["conditions"] = Value::Array(conditions);
-    let status = pod["status"].clone();
-    let w = api
-        .update(def, ns, name, None, pod, &Default::default())
-        .await?;
-    let mut with_status = w.object;
-    with_status["status"] = status;
-    api.update(
-        def,
-        ns,
-        name,
-        Some("status"),
-        with_status,
-        &Default::default(),
-    )
+    let uid = body["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // As upstream's binding storage: set the node and the PodScheduled condition in one write,
+    // refusing pods that are deleting or already bound.
+    api.mutate(def, ns, name, |pod| {
+        if crate::objects::is_deleting(pod) {
+            return Err(ApiError::conflict_msg(
+                details(def, name),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        let current = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+        if !current.is_empty() {
+            return Err(ApiError::conflict_msg(
+                details(def, name),
+                &format!("pod {name} is already assigned to node \"{current}\""),
+            ));
+        }
+        if !uid.is_empty() && pod["metadata"]["uid"] != uid.as_str() {
+            return Err(ApiError::conflict_msg(
+                details(def, name),
+                "the UID in the precondition does not match",
+            ));
+        }
+        pod["spec"]["nodeName"] = node.clone().into();
+        let mut conditions = pod["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        conditions.retain(|c| c["type"] != "PodScheduled");
+        conditions.push(json!({
+            "type": "PodScheduled", "status": "True", "lastProbeTime": null,
+            "lastTransitionTime": crate::objects::now_rfc3339(),
+        }));
+        pod["status"]["conditions"] = Value::Array(conditions);
+        Ok(())
+    })
     .await?;
     Ok(success(StatusCode::CREATED))
 }
