@@ -130,3 +130,64 @@ fn the_scheduler_places_pods_on_hollow_nodes() {
         "{d}"
     );
 }
+
+#[test]
+fn selectors_taints_and_anti_affinity_through_kubectl() {
+    let s = Server::start(&[]);
+    let log = std::fs::File::create(s.data_dir().join("hollow.log")).unwrap();
+    let _hollow = Hollow(
+        Command::new(env!("CARGO_BIN_EXE_k8rs"))
+            .args(["hollow-nodes", "--count=3"])
+            .arg(format!("--kubeconfig={}", s.kubeconfig().display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    assert!(eventually(Duration::from_secs(20), || s
+        .kubectl(&["get", "nodes", "-o", "name"])
+        .lines()
+        .count()
+        == 3));
+    s.kubectl(&[
+        "taint",
+        "nodes",
+        "hollow-node-0",
+        "dedicated=infra:NoSchedule",
+    ]);
+    s.kubectl(&["label", "nodes", "hollow-node-2", "disk=ssd"]);
+    let node_of = |pod: &str| s.kubectl(&["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"]);
+    s.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: v1\nkind: Pod\nmetadata: {name: ssd}\nspec:\n  nodeSelector: {disk: ssd}\n  containers: [{name: c, image: localhost/busybox:1}]\n");
+    assert!(
+        eventually(Duration::from_secs(20), || node_of("ssd")
+            == "hollow-node-2"),
+        "ssd on {}",
+        node_of("ssd")
+    );
+    let anti = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: b}}}}\nspec:\n  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector: {{matchLabels: {{app: b}}}}\n        topologyKey: kubernetes.io/hostname\n  containers: [{{name: c, image: localhost/busybox:1}}]\n"
+        )
+    };
+    for name in ["b1", "b2"] {
+        s.kubectl_stdin(&["apply", "-f", "-"], &anti(name));
+    }
+    assert!(eventually(Duration::from_secs(20), || !node_of("b1")
+        .is_empty()
+        && !node_of("b2").is_empty()));
+    let mut nodes = [node_of("b1"), node_of("b2")];
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        ["hollow-node-1", "hollow-node-2"],
+        "spread apart and off the tainted node"
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &anti("b3"));
+    let why = eventually(Duration::from_secs(20), || {
+        let d = s.kubectl(&["describe", "pod", "b3"]);
+        d.contains("0/3 nodes are available:")
+            && d.contains("1 node(s) had untolerated taint {dedicated: infra}")
+            && d.contains("2 node(s) didn't match pod anti-affinity rules")
+    });
+    assert!(why, "{}", s.kubectl(&["describe", "pod", "b3"]));
+}
