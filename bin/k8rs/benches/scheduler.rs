@@ -10,10 +10,11 @@
 //! pass on etcd (`/usr/bin/etcd` on loopback). All traffic goes to 127.0.0.1; every wait is
 //! bounded; every process started here is killed by PID when its guard drops.
 
+mod support;
+
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,9 +25,8 @@ use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, PodSpec, Resou
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::*;
 
-const ETCD_BIN: &str = "/usr/bin/etcd";
 const CLIENTS: usize = 32;
 const NAMESPACE: &str = "bench-sched";
 const READY_LIMIT: Duration = Duration::from_secs(30);
@@ -108,123 +108,6 @@ struct Outcome {
     server_rss: Option<f64>,
     hollow_rss: Option<f64>,
     notes: Vec<String>,
-}
-
-/// A child process killed (SIGKILL, by its PID) and reaped on drop.
-struct Proc(Child);
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// Resident set size of a process in MiB, from `/proc/PID/status`.
-fn rss_mib(pid: u32) -> Result<f64> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS line")?;
-    Ok(kib / 1024.0)
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1e3)
-}
-
-fn percentile(sorted: &[Duration], pct: usize) -> Duration {
-    match sorted.len() {
-        0 => Duration::ZERO,
-        n => sorted[(n * pct / 100).min(n - 1)],
-    }
-}
-
-/// etcd on free loopback ports with its own data dir.
-struct Etcd {
-    proc: Proc,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_etcd() -> Result<Etcd> {
-    let dir = tempfile::tempdir().context("etcd temp dir")?;
-    let (client, peer) = (free_port()?, free_port()?);
-    let endpoint = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
-    let log_path = dir.path().join("etcd.log");
-    let log = std::fs::File::create(&log_path)?;
-    let child = Command::new(ETCD_BIN)
-        .arg("--name=bench")
-        .arg(format!("--data-dir={}", dir.path().join("data").display()))
-        .arg(format!("--listen-client-urls={endpoint}"))
-        .arg(format!("--advertise-client-urls={endpoint}"))
-        .arg(format!("--listen-peer-urls={peer_url}"))
-        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-        .arg(format!("--initial-cluster=bench={peer_url}"))
-        .args(["--logger=zap", "--log-outputs=stderr"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {ETCD_BIN}"))?;
-    let mut etcd = Etcd {
-        proc: Proc(child),
-        endpoint,
-        _dir: dir,
-    };
-    let start = Instant::now();
-    while !etcd_healthy(client).await {
-        if let Some(status) = etcd.proc.exited() {
-            bail!("etcd exited with {status}:\n{}", log_tail(&log_path));
-        }
-        if start.elapsed() > READY_LIMIT {
-            bail!(
-                "etcd not healthy within {READY_LIMIT:?}:\n{}",
-                log_tail(&log_path)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(etcd)
-}
-
-async fn etcd_healthy(port: u16) -> bool {
-    let probe = async {
-        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        conn.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await?;
-        let mut body = Vec::new();
-        conn.read_to_end(&mut body).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&body).contains("\"health\":\"true\""))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), probe).await,
-        Ok(Ok(true))
-    )
 }
 
 /// `k8rs server --disable-agent` on a free port with a fresh data dir.

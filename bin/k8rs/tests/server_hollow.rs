@@ -10,6 +10,22 @@ use common::{Server, eventually};
 
 struct Hollow(Child);
 
+impl Hollow {
+    /// Runs `k8rs hollow-nodes ARGS` against the server, logging next to its data.
+    fn start(s: &Server, args: &[&str]) -> Hollow {
+        let log = std::fs::File::create(s.data_dir().join("hollow.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_k8rs"))
+            .arg("hollow-nodes")
+            .args(args)
+            .arg(format!("--kubeconfig={}", s.kubeconfig().display()))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Hollow(child)
+    }
+}
+
 impl Drop for Hollow {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -20,16 +36,7 @@ impl Drop for Hollow {
 #[test]
 fn hollow_nodes_register_and_run_pods() {
     let s = Server::start(&[]);
-    let log = std::fs::File::create(s.data_dir().join("hollow.log")).unwrap();
-    let _hollow = Hollow(
-        Command::new(env!("CARGO_BIN_EXE_k8rs"))
-            .args(["hollow-nodes", "--count=3", "--zone=z1"])
-            .arg(format!("--kubeconfig={}", s.kubeconfig().display()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _hollow = Hollow::start(&s, &["--count=3", "--zone=z1"]);
     let ready = eventually(Duration::from_secs(20), || {
         let out = s.kubectl_raw(&["get", "nodes", "-o", "jsonpath={range .items[*]}{.spec.podCIDR} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"]);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -86,16 +93,7 @@ fn hollow_nodes_register_and_run_pods() {
 #[test]
 fn the_scheduler_places_pods_on_hollow_nodes() {
     let s = Server::start(&[]);
-    let log = std::fs::File::create(s.data_dir().join("hollow.log")).unwrap();
-    let _hollow = Hollow(
-        Command::new(env!("CARGO_BIN_EXE_k8rs"))
-            .args(["hollow-nodes", "--count=2", "--cpu=1"])
-            .arg(format!("--kubeconfig={}", s.kubeconfig().display()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _hollow = Hollow::start(&s, &["--count=2", "--cpu=1"]);
     assert!(eventually(Duration::from_secs(20), || s
         .kubectl(&["get", "nodes", "-o", "name"])
         .lines()
@@ -134,16 +132,7 @@ fn the_scheduler_places_pods_on_hollow_nodes() {
 #[test]
 fn selectors_taints_and_anti_affinity_through_kubectl() {
     let s = Server::start(&[]);
-    let log = std::fs::File::create(s.data_dir().join("hollow.log")).unwrap();
-    let _hollow = Hollow(
-        Command::new(env!("CARGO_BIN_EXE_k8rs"))
-            .args(["hollow-nodes", "--count=3"])
-            .arg(format!("--kubeconfig={}", s.kubeconfig().display()))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _hollow = Hollow::start(&s, &["--count=3"]);
     assert!(eventually(Duration::from_secs(20), || s
         .kubectl(&["get", "nodes", "-o", "name"])
         .lines()
