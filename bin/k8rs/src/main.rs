@@ -12,8 +12,6 @@ use k8rs_auth::pki::{ClusterPki, PkiOptions};
 use k8rs_store::Store;
 use tokio_util::sync::CancellationToken;
 
-mod inprocess;
-
 #[derive(Parser, Debug)]
 #[command(name = "k8rs", version, about = "Kubernetes in one binary")]
 struct Cli {
@@ -316,7 +314,7 @@ async fn server(args: ServerArgs) -> Result<()> {
     }
     start_controllers(&api, &args, shutdown.clone())?;
     if !args.disable_scheduler {
-        let client = inprocess::client(api.clone(), "system:kube-scheduler", &[]);
+        let client = k8rs_apiserver::inprocess::client(api.clone(), "system:kube-scheduler", &[]);
         spawn_when_ready(
             api.clone(),
             "scheduler",
@@ -364,7 +362,8 @@ fn start_controllers(
             cluster_cidr: (args.cluster_cidr.net, args.cluster_cidr.prefix),
             node_cidr_mask_size: mask,
         };
-        let client = inprocess::client(api.clone(), "system:kube-controller-manager", &[]);
+        let client =
+            k8rs_apiserver::inprocess::client(api.clone(), "system:kube-controller-manager", &[]);
         spawn_when_ready(
             api.clone(),
             "nodeipam",

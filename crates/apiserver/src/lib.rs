@@ -25,6 +25,7 @@ pub mod decode;
 pub mod discovery;
 pub mod error;
 pub mod handlers;
+pub mod inprocess;
 pub mod list;
 pub mod objects;
 pub mod openapi;

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use k8rs_apiserver::ApiServer;
+use crate::ApiServer;
 use k8rs_auth::authn::UserInfo;
 
 /// A kube client whose requests are served by `api` as `user`.
@@ -22,7 +22,7 @@ pub fn client(api: Arc<ApiServer>, user: &str, groups: &[&str]) -> kube::Client 
         let user = user.clone();
         async move {
             let req = req.map(axum::body::Body::new);
-            Ok::<_, Infallible>(k8rs_apiserver::server::handle(api, Some(user), req).await)
+            Ok::<_, Infallible>(crate::server::handle(api, Some(user), req).await)
         }
     });
     kube::Client::new(service, "default")
