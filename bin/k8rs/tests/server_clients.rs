@@ -58,7 +58,7 @@ async fn http_body_util_collect(resp: http::Response<kube::client::Body>) -> Vec
 
 #[tokio::test]
 async fn list_watch_and_reflector() {
-    let s = Server::start(&[]);
+    let s = Server::start(&["--disable-controllers=root-ca-cert-publisher"]);
     let client = s.client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let (reader, writer) = reflector::store();
@@ -590,7 +590,7 @@ mod protobuf {
 
     #[tokio::test]
     async fn protobuf_create_get_list_and_watch() {
-        let s = Server::start(&[]);
+        let s = Server::start(&["--disable-controllers=root-ca-cert-publisher"]);
         let client = s.client().await;
         let cm = pb::ConfigMap {
             metadata: Some(meta::ObjectMeta {
@@ -687,7 +687,7 @@ mod protobuf {
 
 #[tokio::test]
 async fn streaming_lists_end_with_the_initial_events_bookmark() {
-    let s = Server::start(&[]);
+    let s = Server::start(&["--disable-controllers=root-ca-cert-publisher"]);
     let client = s.client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..3 {
@@ -730,7 +730,8 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
 #[tokio::test]
 async fn binding_and_eviction_subresources() {
     use k8s_openapi::api::core::v1::Pod;
-    let s = Server::start(&[]);
+    // The test binds by hand: no scheduler racing it.
+    let s = Server::start(&["--disable-scheduler"]);
     let client = s.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({

@@ -180,3 +180,97 @@ fn selectors_taints_and_anti_affinity_through_kubectl() {
     });
     assert!(why, "{}", s.kubectl(&["describe", "pod", "b3"]));
 }
+
+#[test]
+fn topology_spread_and_preemption_through_kubectl() {
+    let s = Server::start(&[]);
+    let _a = Hollow::start(
+        &s,
+        &["--count=2", "--zone=za", "--name-prefix=za-", "--cpu=1"],
+    );
+    let _b = Hollow::start(
+        &s,
+        &["--count=2", "--zone=zb", "--name-prefix=zb-", "--cpu=1"],
+    );
+    assert!(eventually(Duration::from_secs(20), || s
+        .kubectl(&["get", "nodes", "-o", "name"])
+        .lines()
+        .count()
+        == 4));
+    // Hard spreading across zones: six pods land three and three.
+    let spread = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: s}}}}\nspec:\n  topologySpreadConstraints:\n  - maxSkew: 1\n    topologyKey: topology.kubernetes.io/zone\n    whenUnsatisfiable: DoNotSchedule\n    labelSelector: {{matchLabels: {{app: s}}}}\n  containers: [{{name: c, image: localhost/busybox:1, resources: {{requests: {{cpu: 10m}}}}}}]\n"
+        )
+    };
+    for i in 0..6 {
+        s.kubectl_stdin(&["apply", "-f", "-"], &spread(&format!("s{i}")));
+    }
+    let placed = || {
+        s.kubectl(&[
+            "get",
+            "pods",
+            "-l",
+            "app=s",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}",
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || placed()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .count()
+            == 6),
+        "{}",
+        placed()
+    );
+    let nodes = placed();
+    let za = nodes.lines().filter(|l| l.starts_with("za-")).count();
+    assert_eq!((za, 6 - za), (3, 3), "spread across zones: {nodes}");
+
+    // Preemption: fill every node's cpu with low-priority pods, then a high-priority pod
+    // evicts one of them and runs.
+    s.kubectl(&["create", "priorityclass", "low", "--value=10"]);
+    s.kubectl(&["create", "priorityclass", "high", "--value=1000"]);
+    let filler = |name: &str, class: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  priorityClassName: {class}\n  containers: [{{name: c, image: localhost/busybox:1, resources: {{requests: {{cpu: 900m}}}}}}]\n"
+        )
+    };
+    for i in 0..4 {
+        s.kubectl_stdin(&["apply", "-f", "-"], &filler(&format!("low{i}"), "low"));
+    }
+    let running_low = || {
+        s.kubectl(&[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.spec.nodeName}{\"\\n\"}{end}",
+        ])
+        .lines()
+        .filter(|l| l.starts_with("low") && !l.ends_with('='))
+        .count()
+    };
+    assert!(eventually(Duration::from_secs(20), || running_low() == 4));
+    s.kubectl_stdin(&["apply", "-f", "-"], &filler("urgent", "high"));
+    let preempted = eventually(Duration::from_secs(30), || {
+        let node = s.kubectl(&["get", "pod", "urgent", "-o", "jsonpath={.spec.nodeName}"]);
+        !node.is_empty()
+    });
+    let events = s.kubectl(&["get", "events", "-o", "wide"]);
+    assert!(
+        preempted,
+        "urgent never ran: {}\n{events}",
+        s.kubectl(&["describe", "pod", "urgent"])
+    );
+    assert!(
+        events.contains("Preempted") && events.contains("Preempted by pod"),
+        "a victim was told why: {events}"
+    );
+    let describe = s.kubectl(&["describe", "pod", "urgent"]);
+    assert!(
+        describe.contains("Successfully assigned default/urgent to "),
+        "{describe}"
+    );
+}

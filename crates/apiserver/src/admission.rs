@@ -368,8 +368,10 @@ fn default_toleration_seconds(pod: &mut Value) {
     pod["spec"]["tolerations"] = Value::Array(tolerations);
 }
 
-/// The Eviction API's check: a pod covered by a PodDisruptionBudget that allows no disruption
-/// may not be evicted (429).
+/// The Eviction API's check, as upstream: a pod covered by a PodDisruptionBudget may be evicted
+/// only if the budget allows a disruption; the allowance is then taken (decremented, and the
+/// pod recorded in `disruptedPods`) in the same compare-and-swap, so two concurrent evictions
+/// cannot both spend one allowance. Refusals are 429 with upstream's messages.
 pub async fn check_disruption_budgets(api: &ApiServer, ns: &str, pod: &Value) -> ApiResult<()> {
     let labels = pod["metadata"]["labels"]
         .as_object()
@@ -379,23 +381,67 @@ pub async fn check_disruption_budgets(api: &ApiServer, ns: &str, pod: &Value) ->
                 .collect()
         })
         .unwrap_or_default();
-    for pdb in api.cached_list("policy", "v1", "poddisruptionbudgets", ns) {
-        let selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
-            serde_json::from_value(pdb["spec"]["selector"].clone()).unwrap_or_default();
-        let Ok(sel) = k8rs_machinery::labels::Selector::from_label_selector(&selector) else {
-            continue;
-        };
-        if pdb["spec"]["selector"].is_null() || !sel.matches(&labels) {
-            continue;
+    let matching: Vec<Value> = api
+        .cached_list("policy", "v1", "poddisruptionbudgets", ns)
+        .into_iter()
+        .filter(|pdb| {
+            let selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
+                serde_json::from_value(pdb["spec"]["selector"].clone()).unwrap_or_default();
+            !pdb["spec"]["selector"].is_null()
+                && k8rs_machinery::labels::Selector::from_label_selector(&selector)
+                    .is_ok_and(|sel| sel.matches(&labels))
+        })
+        .collect();
+    let pdb = match matching.as_slice() {
+        [] => return Ok(()),
+        [one] => one,
+        _ => {
+            return Err(ApiError::Internal(
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+            ));
         }
-        if pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) <= 0 {
-            let name = pdb["metadata"]["name"].as_str().unwrap_or_default();
-            return Err(ApiError::TooManyRequests(format!(
-                "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {name} needs {} healthy pods and has {} currently",
-                pdb["status"]["desiredHealthy"].as_i64().unwrap_or(0),
-                pdb["status"]["currentHealthy"].as_i64().unwrap_or(0)
-            )));
-        }
+    };
+    let Some(def) = api.registry.lookup("policy", "v1", "poddisruptionbudgets") else {
+        return Ok(());
+    };
+    let name = pdb["metadata"]["name"].as_str().unwrap_or_default();
+    let pod_name = pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let now = crate::objects::now_rfc3339();
+    api.mutate(def, Some(ns), name, |pdb| {
+        take_disruption(pdb, &pod_name, &now)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Spends one disruption of `pdb` on `pod`, or says why it may not.
+fn take_disruption(pdb: &mut Value, pod: &str, now: &str) -> ApiResult<()> {
+    let name = pdb["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let observed = pdb["status"]["observedGeneration"].as_i64().unwrap_or(0);
+    let generation = pdb["metadata"]["generation"].as_i64().unwrap_or(0);
+    if observed < generation {
+        return Err(ApiError::TooManyRequests(format!(
+            "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {name} is still being processed by the server."
+        )));
     }
+    let allowed = pdb["status"]["disruptionsAllowed"].as_i64().unwrap_or(0);
+    if allowed <= 0 {
+        return Err(ApiError::TooManyRequests(format!(
+            "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {name} needs {} healthy pods and has {} currently",
+            pdb["status"]["desiredHealthy"].as_i64().unwrap_or(0),
+            pdb["status"]["currentHealthy"].as_i64().unwrap_or(0)
+        )));
+    }
+    pdb["status"]["disruptionsAllowed"] = (allowed - 1).into();
+    if !pdb["status"]["disruptedPods"].is_object() {
+        pdb["status"]["disruptedPods"] = json!({});
+    }
+    pdb["status"]["disruptedPods"][pod] = now.into();
     Ok(())
 }

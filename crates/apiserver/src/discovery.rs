@@ -48,17 +48,21 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
 
 /// `/apis`
 pub fn api_group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry
+    let mut groups: Vec<Value> = registry
         .groups()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, vs)| group_json(g, &vs))
         .collect();
+    groups.push(crate::metrics::api_group());
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/apis/{group}`
 pub fn api_group(registry: &Registry, group: &str) -> Option<Value> {
+    if group == crate::metrics::GROUP {
+        return Some(crate::metrics::api_group());
+    }
     let (g, vs) = registry
         .groups()
         .into_iter()
@@ -71,6 +75,9 @@ pub fn api_group(registry: &Registry, group: &str) -> Option<Value> {
 
 /// `/api/v1`, `/apis/{group}/{version}`
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (crate::metrics::GROUP, crate::metrics::VERSION) {
+        return Some(crate::metrics::resource_list());
+    }
     let mut resources = Vec::new();
     for def in registry.resources(group, version) {
         let mut r = json!({
@@ -150,7 +157,7 @@ fn aggregated_resource(def: &ResourceDef) -> Value {
 
 /// Aggregated discovery of the core group (`legacy`) or of every named group.
 pub fn aggregated(registry: &Registry, legacy: bool) -> Value {
-    let items: Vec<Value> = registry
+    let mut items: Vec<Value> = registry
         .groups()
         .into_iter()
         .filter(|(g, _)| g.is_empty() == legacy)
@@ -171,6 +178,9 @@ pub fn aggregated(registry: &Registry, legacy: bool) -> Value {
             json!({"metadata": metadata, "versions": vs})
         })
         .collect();
+    if !legacy {
+        items.push(crate::metrics::aggregated());
+    }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 

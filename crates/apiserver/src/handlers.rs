@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use k8rs_auth::authn::UserInfo;
 use k8rs_machinery::fields::FieldSelector;
 use k8rs_machinery::labels::Selector;
 use serde_json::{Value, json};
@@ -37,6 +38,9 @@ async fn dispatch(
     info: &RequestInfo,
     req: Request<Body>,
 ) -> ApiResult<Response> {
+    if info.group == crate::metrics::GROUP {
+        return crate::metrics::serve(api, info, req).await;
+    }
     let def = api
         .registry
         .lookup(&info.group, &info.version, &info.resource)
@@ -80,7 +84,11 @@ async fn dispatch(
         ("list", None) => list(api, def, ns, &params, output).await,
         ("watch", _) => crate::watch::serve(api.clone(), def, info, params, output).await,
         ("create", None) => {
-            let body = read_object(api, def.types(), req).await?;
+            let requester = req.extensions().get::<UserInfo>().cloned();
+            let mut body = read_object(api, def.types(), req).await?;
+            if (def.group, def.plural) == ("certificates.k8s.io", "certificatesigningrequests") {
+                stamp_requester(&mut body, requester.as_ref());
+            }
             let opts = write_options(&params);
             let written = with_storage(api, def, body, |sdef, body| async move {
                 api.create(sdef, ns, body, &opts).await
@@ -671,4 +679,29 @@ fn yaml_response(v: &Value) -> Response {
 fn _assert_send(api: Arc<ApiServer>, info: RequestInfo, req: Request<Body>) {
     fn is_send<T: Send>(_: T) {}
     is_send(resource(api, info, req));
+}
+
+/// A CSR names who asked for it, as upstream's strategy sets it: whatever the body says is
+/// replaced by the authenticated user.
+fn stamp_requester(csr: &mut Value, user: Option<&UserInfo>) {
+    let Some(spec) = csr.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in ["username", "uid", "groups", "extra"] {
+        spec.remove(field);
+    }
+    let Some(user) = user else { return };
+    spec.insert("username".into(), user.name.clone().into());
+    if !user.uid.is_empty() {
+        spec.insert("uid".into(), user.uid.clone().into());
+    }
+    if !user.groups.is_empty() {
+        spec.insert("groups".into(), user.groups.clone().into());
+    }
+    if !user.extra.is_empty() {
+        spec.insert(
+            "extra".into(),
+            serde_json::to_value(&user.extra).unwrap_or_default(),
+        );
+    }
 }

@@ -27,6 +27,8 @@ pub mod error;
 pub mod handlers;
 pub mod inprocess;
 pub mod list;
+pub mod metrics;
+pub mod nodeproxy;
 pub mod objects;
 pub mod openapi;
 pub mod patch;
@@ -56,6 +58,12 @@ pub struct Config {
     /// How often the store's history is compacted (to the revision seen one interval earlier),
     /// as upstream's `--etcd-compaction-interval`. Zero disables compaction.
     pub compaction_interval: std::time::Duration,
+    /// The join token agents present to request their node certificates (k3s's node token);
+    /// `None` accepts no join token.
+    pub join_token: Option<k8rs_auth::join::JoinToken>,
+    /// How often node agents' resource metrics are scraped for `metrics.k8s.io`
+    /// (metrics-server's `--metric-resolution`).
+    pub metrics_scraper: metrics::ScraperConfig,
 }
 
 /// The API server's shared state; handlers borrow it through an `Arc`.
@@ -69,6 +77,12 @@ pub struct ApiServer {
     pub tokens: TokenIssuer,
     pub codec: k8rs_protobuf::Codec,
     pub authorizer: Box<dyn authz::Authorizer>,
+    /// The scraped resource metrics `metrics.k8s.io` serves (see [`metrics::start_scraper`]).
+    pub metrics: metrics::MetricsStore,
+    /// The cluster CA certificate (PEM), served at `/cacerts`.
+    pub ca_pem: String,
+    /// Connects to kubelets (`pods/log`) with the API server's client certificate.
+    pub kubelet_connector: tokio_rustls::TlsConnector,
     ready: AtomicBool,
 }
 
@@ -124,6 +138,11 @@ impl ApiServer {
             tokens,
             codec,
             authorizer: Box::new(authz::AlwaysAllow),
+            metrics: metrics::MetricsStore::default(),
+            ca_pem: pki.ca_cert_pem().to_string(),
+            kubelet_connector: metrics::scraper::connector(pki).map_err(|e| {
+                StartError::TlsSetupFailed(k8rs_auth::Error::BuildTlsConfig(e.to_string()))
+            })?,
             ready: AtomicBool::new(false),
         }))
     }
@@ -149,7 +168,14 @@ impl ApiServer {
         let endpoints = tokio::spawn(self.clone().reconcile_endpoints(shutdown.clone()));
         let namespaces = tokio::spawn(self.clone().finalize_namespaces(shutdown.clone()));
         let compactor = tokio::spawn(self.clone().compact(shutdown.clone()));
-        let _ = tokio::join!(serving, endpoints, namespaces, compactor);
+        let scraper = metrics::start_scraper(
+            self.clone(),
+            pki,
+            self.config.metrics_scraper,
+            shutdown.clone(),
+        )
+        .map_err(|e| StartError::TlsSetupFailed(k8rs_auth::Error::BuildTlsConfig(e.to_string())))?;
+        let _ = tokio::join!(serving, endpoints, namespaces, compactor, scraper);
         Ok(())
     }
 
@@ -199,6 +225,19 @@ impl ApiServer {
     /// still exist with the UIDs it names.
     pub async fn authenticate_token(&self, token: &str) -> ApiResult<UserInfo> {
         let unauthorized = || ApiError::Unauthorized("Unauthorized".into());
+        if let Some(join) = &self.config.join_token
+            && join.matches(token)
+        {
+            return Ok(UserInfo {
+                name: k8rs_auth::join::BOOTSTRAP_USER.into(),
+                groups: k8rs_auth::join::BOOTSTRAP_GROUPS
+                    .iter()
+                    .map(|g| g.to_string())
+                    .chain(["system:authenticated".to_string()])
+                    .collect(),
+                ..Default::default()
+            });
+        }
         let verified = self
             .tokens
             .verify(

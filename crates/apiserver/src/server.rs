@@ -109,6 +109,8 @@ pub async fn handle(
     if let Err(denied) = authz::check(api.authorizer.as_ref(), &user, attributes) {
         return denied.into_response();
     }
+    let mut req = req;
+    req.extensions_mut().insert(user);
     route(api, &path, info, req).await
 }
 
@@ -131,12 +133,14 @@ fn non_resource_verb(method: &Method) -> &'static str {
     }
 }
 
-/// KEP-4633 anonymous endpoints: health checks and the version.
+/// KEP-4633 anonymous endpoints: health checks and the version; and k3s's `/cacerts`, which
+/// joining agents check against the CA hash in their token.
 fn anonymous_allowed(path: &str) -> bool {
     ["/healthz", "/livez", "/readyz"]
         .iter()
         .any(|p| path == *p || path.starts_with(&format!("{p}/")))
         || path == "/version"
+        || path == "/cacerts"
 }
 
 async fn authenticate(
@@ -170,6 +174,7 @@ async fn route(
     match trimmed {
         "/healthz" | "/livez" | "/readyz" => return health(&api, trimmed),
         "/version" => return json_response(StatusCode::OK, &version()),
+        "/cacerts" => return text(StatusCode::OK, api.ca_pem.clone()),
         "/api" | "/apis" => return discovery_root(&api, trimmed == "/api", &req),
         "/openapi/v2" => return openapi_v2(&api, &req),
         "/openapi/v3" => return raw_json(StatusCode::OK, api.schemas.v3_index(api.registry)),
@@ -275,8 +280,8 @@ fn health(api: &ApiServer, path: &str) -> Response {
     text(StatusCode::OK, "ok")
 }
 
-fn text(code: StatusCode, body: &'static str) -> Response {
-    let mut resp = (code, Bytes::from_static(body.as_bytes())).into_response();
+fn text(code: StatusCode, body: impl Into<Bytes>) -> Response {
+    let mut resp = (code, body.into()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

@@ -65,8 +65,21 @@ pub fn prepare_for_update(def: &ResourceDef, sub: Option<&str>, new: &mut Value,
     match sub {
         Some("status") => {
             let status = new["status"].take();
+            let annotations = new["metadata"]["annotations"].take();
             *new = old.clone();
             new["status"] = status;
+            // As upstream, the deployment controller records revisions through the status
+            // endpoint so that they do not move the generation.
+            if (def.group, def.plural) == ("apps", "deployments") {
+                match annotations {
+                    Value::Null => {
+                        if let Some(m) = new["metadata"].as_object_mut() {
+                            m.remove("annotations");
+                        }
+                    }
+                    a => new["metadata"]["annotations"] = a,
+                }
+            }
         }
         Some(_) => {}
         None if def.has_status() => new["status"] = old["status"].clone(),

@@ -39,7 +39,7 @@ pub async fn serve(
         (Sub::Scale, _) => scale(api, def, ns, name, verb, &params, req).await,
         (Sub::Binding, _) => binding(api, def, ns, name, req).await,
         (Sub::Eviction, _) => eviction(api, def, ns, name, req).await,
-        (Sub::Log, _) => log(api, def, ns, name).await,
+        (Sub::Log, _) => log(api, def, ns, name, req.uri().query()).await,
         (Sub::Token, _) => token(api, def, ns, name, req).await,
         (_, "get") => {
             let (obj, _) = api.read(api.storage_def(def), ns, name).await?;
@@ -301,22 +301,46 @@ async fn eviction(
     Ok(success(StatusCode::CREATED))
 }
 
+/// `pods/log`: the container's log streamed from the kubelet of the pod's node.
 async fn log(
     api: &ApiServer,
     def: &ResourceDef,
     ns: Option<&str>,
     name: &str,
+    query: Option<&str>,
 ) -> ApiResult<Response> {
     let (pod, _) = api.read(def, ns, name).await?;
-    let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-    if node.is_empty() {
+    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+    if node_name.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "pod {name} does not have a host assigned"
         )));
     }
-    Err(ApiError::BadRequest(format!(
-        "no kubelet serves node \"{node}\": pod logs are not available until a kubelet runs there"
-    )))
+    let asked = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "container")
+            .map(|(_, v)| v.into_owned())
+    });
+    let container = crate::nodeproxy::log_container(&pod, name, asked.as_deref())?;
+    let nodes = api
+        .registry
+        .lookup("", "v1", "nodes")
+        .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
+    let (node, _) = api.read(nodes, None, node_name).await?;
+    let Some(addr) = crate::metrics::scraper::kubelet_endpoint(&node) else {
+        return Err(ApiError::BadRequest(format!(
+            "no kubelet endpoint is known for node \"{node_name}\""
+        )));
+    };
+    let ns = ns.unwrap_or_default();
+    let path = crate::nodeproxy::log_path(ns, name, &container, query);
+    let body = crate::nodeproxy::stream_log(&api.kubelet_connector, addr, name, &path).await?;
+    let mut resp = Response::new(body);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(resp)
 }
 
 async fn token(

@@ -39,6 +39,10 @@ pub enum Error {
     /// valid DNS name.
     #[error("invalid subject alternative name {0:?}")]
     InvalidSubjectAltName(String),
+    /// A join token is malformed (the message says how); copy it again from the server's
+    /// `<data-dir>/token`.
+    #[error("invalid join token: {0}")]
+    InvalidJoinToken(String),
     /// A certificate signing request could not be parsed or uses something unsupported.
     #[error("parsing certificate signing request: {0}")]
     ParseCsr(String),

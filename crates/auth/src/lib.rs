@@ -9,6 +9,7 @@
 //! - [`tls`]: the server configuration (client certificates optional, verified against the CA)
 //!   and client configurations for in-process use.
 //! - [`authn`]: [`UserInfo`], the user of a client certificate, and the anonymous user.
+//! - [`join`]: k3s-style join tokens that pin the CA, and the kubelet's client CSR.
 //! - [`tokens`]: [`TokenIssuer`] issues and verifies service-account JWTs as upstream's
 //!   TokenRequest does, and publishes the key as JWKS.
 //!
@@ -19,6 +20,7 @@
 pub mod authn;
 mod error;
 mod fsutil;
+pub mod join;
 pub mod kubeconfig;
 pub mod pki;
 pub mod tls;

@@ -218,7 +218,13 @@ impl Kubelet {
         if self.pods.get(&key).is_some_and(|s| s.uid != uid) {
             self.forget(&key, now);
         }
-        self.usage.set(&key, node, annotations::usage(pod));
+        let containers: Vec<String> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter().map(|c| c.name.clone()))
+            .collect();
+        self.usage
+            .set(&key, node, annotations::usage(pod), &containers);
         if pod.metadata.deletion_timestamp.is_some() {
             self.delete(&key, pod, node, now);
         } else if !self.pods.contains_key(&key) {

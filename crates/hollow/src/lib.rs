@@ -21,6 +21,7 @@ pub mod heartbeat;
 pub mod images;
 pub mod ip;
 pub mod kubelet;
+pub mod metrics;
 pub mod node;
 pub mod register;
 pub mod status;
@@ -31,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use annotations::{PodUsage, usage};
+pub use metrics::MetricsEndpoint;
 pub use usage::UsageTable;
 
 /// Errors of the hollow nodes: only a configuration the API server would refuse stops them; API
@@ -40,6 +42,9 @@ pub enum Error {
     /// Fix the flags.
     #[error("invalid hollow node configuration: {0}")]
     InvalidConfig(String),
+    /// The metrics endpoint could not be bound (a port in use): fix the flags.
+    #[error("serving hollow node metrics failed: {0}")]
+    MetricsServerFailed(String),
 }
 
 /// What the hollow nodes look like.
@@ -59,6 +64,10 @@ pub struct HollowConfig {
     pub zone: Option<String>,
     /// Images listed in each node's `status.images` (empty: [`images::DEFAULT_IMAGES`]).
     pub images: Vec<String>,
+    /// Serve the kubelet's `/metrics/resource` for every node here; every node then advertises
+    /// this address as its InternalIP and this port as its kubelet port. `None`: no metrics,
+    /// each node has its own unroutable InternalIP and advertises port 10250.
+    pub metrics: Option<MetricsEndpoint>,
 }
 
 impl Default for HollowConfig {
@@ -71,6 +80,7 @@ impl Default for HollowConfig {
             pods: 110,
             zone: None,
             images: Vec::new(),
+            metrics: None,
         }
     }
 }
@@ -93,6 +103,16 @@ pub async fn run_with_usage(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     node::validate(&config)?;
+    let mut config = config;
+    let metrics = match config.metrics {
+        Some(endpoint) => {
+            let bound = metrics::bind(endpoint).await?;
+            config.metrics = Some(bound.endpoint);
+            tracing::info!(endpoint = ?bound.endpoint, "hollow node metrics served");
+            Some(bound)
+        }
+        None => None,
+    };
     let Some(registered) = register::register_all(&client, &config, &shutdown).await else {
         return Ok(());
     };
@@ -109,6 +129,15 @@ pub async fn run_with_usage(
             uid: r.uid.clone(),
         })
         .collect();
+    let metrics = metrics.map(|bound| {
+        let names = registered.iter().map(|r| r.name.clone()).collect();
+        tokio::spawn(metrics::serve(
+            bound,
+            std::sync::Arc::new(names),
+            usage.clone(),
+            shutdown.clone(),
+        ))
+    });
     let heartbeat = tokio::spawn(heartbeat::run(
         client.clone(),
         beats,
@@ -117,6 +146,9 @@ pub async fn run_with_usage(
     ));
     driver::run(client, &registered, usage, urgent_tx, shutdown).await;
     let _ = heartbeat.await;
+    if let Some(metrics) = metrics {
+        let _ = metrics.await;
+    }
     Ok(())
 }
 

@@ -13,6 +13,8 @@ pub const KUBELET_VERSION: &str = "v1.33.0";
 pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
 /// Its value.
 pub const INSTANCE_TYPE: &str = "hollow";
+/// The kubelet port nodes advertise when they serve no metrics.
+pub const KUBELET_PORT: u16 = 10250;
 /// Each node's ephemeral storage.
 const EPHEMERAL_STORAGE: &str = "100Gi";
 
@@ -87,6 +89,7 @@ pub fn node_object(config: &HollowConfig, index: usize, ip: Ipv4Addr, now: DateT
         config.images.clone()
     };
     let now = time(now);
+    let kubelet_port = config.metrics.map_or(KUBELET_PORT, |m| m.port);
     json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {
@@ -100,7 +103,7 @@ pub fn node_object(config: &HollowConfig, index: usize, ip: Ipv4Addr, now: DateT
             "conditions": conditions(&now, &now),
             "addresses": [{"type": "InternalIP", "address": ip.to_string()},
                           {"type": "Hostname", "address": name}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "nodeInfo": node_info(&name),
             "images": images::node_images(&images),
         },

@@ -55,7 +55,10 @@ async fn register_one(
     shutdown: &CancellationToken,
 ) -> Option<Registered> {
     // `validate` checked that every index has an address.
-    let ip = crate::ip::node_ip(index)?;
+    let ip = match config.metrics {
+        Some(endpoint) => endpoint.address,
+        None => crate::ip::node_ip(index)?,
+    };
     let mut wait = BACKOFF.0;
     loop {
         match try_register(nodes, config, index, ip).await {

@@ -10,14 +10,13 @@
 //! default profile. [`schedule`] is the pure algorithm, [`scheduler`] the loop around it.
 //!
 //! Must not depend on the API server or any store crate: everything goes through `kube::Client`.
-//! Every write goes through [`api::ClusterApi`] and the lease through [`leader::LeaseStore`], so
+//! Every write goes through [`api::ClusterApi`] and the lease through [`k8rs_leaderelection::LeaseStore`], so
 //! the logic is tested with in-memory fakes.
 
 pub mod api;
 pub mod cache;
 pub mod framework;
 pub mod informers;
-pub mod leader;
 pub mod listers;
 pub mod nodeinfo;
 pub mod plugins;
@@ -39,7 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{KubeApi, SharedApi};
 use crate::cache::Cache;
-use crate::leader::{ElectionConfig, KubeLeaseStore, LeaderElection};
+use k8rs_leaderelection::{ElectionConfig, run_while_leading};
+
+/// The lease only the active scheduler holds.
+pub const LEASE_NAME: &str = "kube-scheduler";
 use crate::listers::Listers;
 use crate::queue::{QueueConfig, SchedulingQueue};
 use crate::schedule::Algorithm;
@@ -155,36 +157,18 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) -> bool {
     rx.wait_for(|v| *v == value).await.is_ok()
 }
 
-/// Schedules only while holding the lease; releases it on shutdown.
+/// Schedules only while holding the `kube-scheduler` lease; releases it on shutdown.
 async fn lead_and_serve(
     client: kube::Client,
     handles: Handles,
     config: SchedulerConfig,
     shutdown: CancellationToken,
 ) {
-    let (tx, mut leading) = watch::channel(false);
-    let election = LeaderElection::new(
-        KubeLeaseStore::new(client),
-        ElectionConfig::new(&config.identity),
-    );
-    let election = tokio::spawn(election.run(tx, shutdown.clone()));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            ok = wait_until(&mut leading, true) => if !ok { break },
-        }
-        let term = shutdown.child_token();
-        let serving = serve(&handles, &config, term.clone());
-        tokio::pin!(serving);
-        tokio::select! {
-            () = &mut serving => {}
-            _ = wait_until(&mut leading, false) => {
-                term.cancel();
-                serving.await;
-            }
-        }
-    }
-    let _ = election.await;
+    let election = ElectionConfig::new(&config.identity);
+    run_while_leading(client, LEASE_NAME, election, shutdown, |term| {
+        serve(&handles, &config, term)
+    })
+    .await;
 }
 
 /// One leadership term: the queue's flush loops and the scheduling loop.

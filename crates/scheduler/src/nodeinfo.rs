@@ -73,6 +73,9 @@ pub struct NodeInfo {
     pub allocatable: Resource,
     /// Image names present on the node (`status.images[].names`).
     pub images: Arc<Vec<String>>,
+    /// `spec.unschedulable` (cordoned), kept here because Filter reads it for every node and
+    /// the Node object is a cold cache line away.
+    unschedulable: bool,
 }
 
 impl NodeInfo {
@@ -89,6 +92,7 @@ impl NodeInfo {
             non_zero_requested: Resource::default(),
             allocatable: Resource::default(),
             images: Arc::default(),
+            unschedulable: false,
         }
     }
 
@@ -102,6 +106,11 @@ impl NodeInfo {
     /// Replaces the node object.
     pub fn set_node(&mut self, node: Arc<Node>) {
         self.allocatable = resources::node_allocatable(&node);
+        self.unschedulable = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
         let images: Vec<String> = node
             .status
             .as_ref()
@@ -119,6 +128,12 @@ impl NodeInfo {
     /// Forgets the node object (the node was deleted but pods still reference it).
     pub fn clear_node(&mut self) {
         self.node = None;
+        self.unschedulable = false;
+    }
+
+    /// Whether the node is cordoned (`spec.unschedulable`).
+    pub fn is_unschedulable(&self) -> bool {
+        self.unschedulable
     }
 
     /// The node name.

@@ -30,6 +30,8 @@ pub struct TestServer {
     pub kubeconfig: PathBuf,
     /// The cluster's certificates.
     pub pki: ClusterPki,
+    /// The join token agents present (k3s's node token).
+    pub join_token: k8rs_auth::join::JoinToken,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -49,6 +51,9 @@ impl TestServer {
         };
         let pki = ClusterPki::load_or_create(&dir.path().join("tls"), &pki_opts).expect("pki");
         let store = Arc::new(EmbeddedStore::in_memory().expect("in-memory store"));
+        let join_token =
+            k8rs_auth::join::load_or_create(&dir.path().join("token"), pki.ca_cert_pem())
+                .expect("join token");
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .expect("bind a loopback port");
@@ -62,6 +67,11 @@ impl TestServer {
             issuer: "https://kubernetes.default.svc.cluster.local".into(),
             data_dir: dir.path().to_path_buf(),
             compaction_interval: Duration::from_secs(300),
+            join_token: Some(join_token.clone()),
+            metrics_scraper: k8rs_apiserver::metrics::ScraperConfig {
+                resolution: Duration::from_secs(1),
+                timeout: Duration::from_secs(5),
+            },
         };
         let api = ApiServer::new(config, store, &pki, shutdown.clone())
             .await
@@ -97,6 +107,7 @@ impl TestServer {
             url,
             kubeconfig,
             pki,
+            join_token,
             shutdown,
             _dir: dir,
         }

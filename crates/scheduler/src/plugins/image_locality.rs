@@ -16,8 +16,9 @@ const MB: i64 = 1024 * 1024;
 const MIN_THRESHOLD: i64 = 23 * MB;
 const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 
-/// The ImageLocality plugin. Its PreScore keeps the cycle's snapshot (an O(1) clone) to read
-/// how widely each image is spread.
+/// The ImageLocality plugin. Its PreScore weighs the pod's images once per cycle (size times
+/// spread, which do not depend on the node), so that Score only checks which of them a node
+/// has, and touches no node at all when no node has any of them.
 #[derive(Debug, Default)]
 pub struct ImageLocality;
 
@@ -25,8 +26,8 @@ const PRE_SCORE_KEY: &str = "PreScoreImageLocality";
 
 #[derive(Clone)]
 struct PreScoreState {
-    snapshot: Snapshot,
-    images: Vec<String>,
+    /// The pod's images that some node has, with their scaled sizes.
+    weighted: Vec<(String, i64)>,
     containers: i64,
 }
 
@@ -65,6 +66,31 @@ pub fn calculate_priority(sum: i64, containers: i64) -> i64 {
     MAX_NODE_SCORE * (clamped - MIN_THRESHOLD) / (max - MIN_THRESHOLD)
 }
 
+/// Each of `images` that some node has, with upstream's scaled size: the image's size times the
+/// fraction of nodes that have it.
+fn weights(images: &[String], snapshot: &Snapshot) -> Vec<(String, i64)> {
+    let total = snapshot.len().max(1) as f64;
+    images
+        .iter()
+        .filter_map(|i| {
+            let s = snapshot.image(i)?;
+            Some((
+                i.clone(),
+                (s.size as f64 * (s.num_nodes as f64 / total)) as i64,
+            ))
+        })
+        .collect()
+}
+
+fn score_weighted(weighted: &[(String, i64)], containers: i64, node: &NodeInfo) -> i64 {
+    let sum: i64 = weighted
+        .iter()
+        .filter(|(i, _)| node.images.iter().any(|n| n == i))
+        .map(|(_, w)| w)
+        .sum();
+    calculate_priority(sum, containers)
+}
+
 /// The score of `node` for a pod with these (normalized) images and container count, given the
 /// cluster-wide image spread in `snapshot`.
 pub fn image_score(
@@ -73,14 +99,7 @@ pub fn image_score(
     node: &NodeInfo,
     snapshot: &Snapshot,
 ) -> i64 {
-    let total = snapshot.len().max(1) as f64;
-    let sum: i64 = images
-        .iter()
-        .filter(|i| node.images.iter().any(|n| n == *i))
-        .filter_map(|i| snapshot.image(i))
-        .map(|s| (s.size as f64 * (s.num_nodes as f64 / total)) as i64)
-        .sum();
-    calculate_priority(sum, containers)
+    score_weighted(&weights(images, snapshot), containers, node)
 }
 
 impl Plugin for ImageLocality {
@@ -98,12 +117,11 @@ impl PreScorePlugin for ImageLocality {
         snapshot: &Snapshot,
     ) -> Status {
         let (images, containers) = pod_images(pod);
-        let snapshot = snapshot.clone();
+        let weighted = weights(&images, snapshot);
         state.write(
             PRE_SCORE_KEY,
             PreScoreState {
-                snapshot,
-                images,
+                weighted,
                 containers,
             },
         );
@@ -116,7 +134,10 @@ impl ScorePlugin for ImageLocality {
         let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
             return Ok(0);
         };
-        Ok(image_score(&s.images, s.containers, node, &s.snapshot))
+        if s.weighted.is_empty() {
+            return Ok(calculate_priority(0, s.containers));
+        }
+        Ok(score_weighted(&s.weighted, s.containers, node))
     }
 }
 

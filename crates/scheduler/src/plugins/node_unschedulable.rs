@@ -23,12 +23,7 @@ pub struct NodeUnschedulable;
 
 /// Whether `pod` may run on `node` as far as cordoning goes.
 pub fn fits(pod: &PodInfo, node: &NodeInfo) -> bool {
-    let cordoned = node
-        .node()
-        .and_then(|n| n.spec.as_ref())
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
-    if !cordoned {
+    if !node.is_unschedulable() {
         return true;
     }
     let taint = Taint {

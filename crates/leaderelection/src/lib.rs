@@ -1,5 +1,6 @@
-//! Leader election on the `kube-scheduler` Lease in `kube-system` (upstream's
-//! `client-go/tools/leaderelection` with a Lease lock): candidates try every 2 s; the holder
+//! Leader election on a Lease (upstream's `client-go/tools/leaderelection` with a Lease lock),
+//! as the scheduler (`kube-system/kube-scheduler`) and the controller manager
+//! (`kube-system/kube-controller-manager`) use it: candidates try every 2 s; the holder
 //! renews every 2 s and gives up if it cannot renew for 10 s; others take over once the lease
 //! was not renewed for its 15 s duration; on shutdown the holder releases it.
 //!
@@ -18,9 +19,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// The lease's name.
-pub const LEASE_NAME: &str = "kube-scheduler";
-/// The lease's namespace.
+/// The namespace of the control plane's leases.
 pub const LEASE_NAMESPACE: &str = "kube-system";
 
 /// What the lease says.
@@ -134,7 +133,7 @@ impl<S: LeaseStore> Elector<S> {
         let current = match self.store.get().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::debug!(error = %e, "reading the scheduler lease failed");
+                tracing::debug!(error = %e, "reading the lease failed");
                 return false;
             }
         };
@@ -164,7 +163,7 @@ impl<S: LeaseStore> Elector<S> {
         match self.store.update(record.clone(), version).await {
             Ok(v) => self.observe(record, v),
             Err(e) => {
-                tracing::debug!(error = %e, "updating the scheduler lease failed");
+                tracing::debug!(error = %e, "updating the lease failed");
                 false
             }
         }
@@ -274,11 +273,11 @@ impl<S: LeaseStore> LeaderElection<S> {
         loop {
             match self.step().await {
                 Transition::Acquired => {
-                    tracing::info!(identity = %self.elector.config.identity, "acquired the scheduler lease");
+                    tracing::info!(identity = %self.elector.config.identity, "acquired the lease");
                     let _ = leading.send(true);
                 }
                 Transition::Lost => {
-                    tracing::warn!(identity = %self.elector.config.identity, "lost the scheduler lease");
+                    tracing::warn!(identity = %self.elector.config.identity, "lost the lease");
                     let _ = leading.send(false);
                 }
                 Transition::Unchanged => {}
@@ -295,23 +294,65 @@ impl<S: LeaseStore> LeaderElection<S> {
     }
 }
 
+/// Runs `term` for every term during which `identity` holds the lease `kube-system/<lease>`:
+/// each term gets a token that is cancelled when the lease is lost (or on `shutdown`), and the
+/// next term starts only after the previous one returned. On shutdown the lease is released.
+pub async fn run_while_leading<F, Fut>(
+    client: kube::Client,
+    lease: &str,
+    config: ElectionConfig,
+    shutdown: CancellationToken,
+    mut term: F,
+) where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (tx, mut leading) = watch::channel(false);
+    let election = LeaderElection::new(KubeLeaseStore::new(client, lease), config);
+    let election = tokio::spawn(election.run(tx, shutdown.clone()));
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            ok = wait_until(&mut leading, true) => if !ok { break },
+        }
+        let token = shutdown.child_token();
+        let serving = term(token.clone());
+        tokio::pin!(serving);
+        tokio::select! {
+            () = &mut serving => {}
+            _ = wait_until(&mut leading, false) => {
+                token.cancel();
+                serving.await;
+            }
+        }
+    }
+    let _ = election.await;
+}
+
+/// Waits until the watched flag equals `value`; false when the sender is gone.
+async fn wait_until(rx: &mut watch::Receiver<bool>, value: bool) -> bool {
+    rx.wait_for(|v| *v == value).await.is_ok()
+}
+
 /// The lease in the API server.
 pub struct KubeLeaseStore {
     api: Api<Lease>,
+    name: String,
 }
 
 impl KubeLeaseStore {
-    /// The `kube-system/kube-scheduler` lease.
-    pub fn new(client: kube::Client) -> Self {
+    /// The lease `kube-system/<name>`.
+    pub fn new(client: kube::Client, name: &str) -> Self {
         Self {
             api: Api::namespaced(client, LEASE_NAMESPACE),
+            name: name.to_owned(),
         }
     }
 
-    fn to_lease(record: &LeaderRecord, resource_version: Option<String>) -> Lease {
+    fn to_lease(&self, record: &LeaderRecord, resource_version: Option<String>) -> Lease {
         Lease {
             metadata: ObjectMeta {
-                name: Some(LEASE_NAME.into()),
+                name: Some(self.name.clone()),
                 namespace: Some(LEASE_NAMESPACE.into()),
                 resource_version,
                 ..Default::default()
@@ -353,14 +394,14 @@ fn lease_error(e: kube::Error) -> LeaseError {
 impl LeaseStore for KubeLeaseStore {
     fn get(&self) -> BoxFuture<'_, Result<Option<Versioned>, LeaseError>> {
         Box::pin(async move {
-            let lease = self.api.get_opt(LEASE_NAME).await.map_err(lease_error)?;
+            let lease = self.api.get_opt(&self.name).await.map_err(lease_error)?;
             Ok(lease.as_ref().map(Self::from_lease))
         })
     }
 
     fn create(&self, record: LeaderRecord) -> BoxFuture<'_, Result<String, LeaseError>> {
         Box::pin(async move {
-            let lease = Self::to_lease(&record, None);
+            let lease = self.to_lease(&record, None);
             let created = self
                 .api
                 .create(&PostParams::default(), &lease)
@@ -376,10 +417,10 @@ impl LeaseStore for KubeLeaseStore {
         resource_version: String,
     ) -> BoxFuture<'_, Result<String, LeaseError>> {
         Box::pin(async move {
-            let lease = Self::to_lease(&record, Some(resource_version));
+            let lease = self.to_lease(&record, Some(resource_version));
             let replaced = self
                 .api
-                .replace(LEASE_NAME, &PostParams::default(), &lease)
+                .replace(&self.name, &PostParams::default(), &lease)
                 .await
                 .map_err(lease_error)?;
             Ok(replaced.metadata.resource_version.unwrap_or_default())
@@ -388,5 +429,4 @@ impl LeaseStore for KubeLeaseStore {
 }
 
 #[cfg(test)]
-#[path = "leader_tests.rs"]
 mod tests;
