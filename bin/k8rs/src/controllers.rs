@@ -166,6 +166,12 @@ const CONTROLLERS: &[(&str, Start)] = &[
             Ok(())
         })
     }),
+    ("servicelb", |ctx, stop| {
+        Box::pin(async move {
+            k8rs_controllers::servicelb::run(ctx.client.clone(), stop).await?;
+            Ok(())
+        })
+    }),
     ("nodeipam", nodeipam),
     ("garbagecollector", garbagecollector),
     ("serviceaccount", serviceaccount),

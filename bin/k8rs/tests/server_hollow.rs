@@ -274,3 +274,61 @@ fn topology_spread_and_preemption_through_kubectl() {
         "{describe}"
     );
 }
+
+#[test]
+fn load_balancer_services_get_node_addresses_and_a_taken_port_stays_pending() {
+    let s = Server::start(&[]);
+    let _hollow = Hollow::start(&s, &["--count=2"]);
+    assert!(eventually(Duration::from_secs(20), || s
+        .kubectl(&["get", "nodes", "-o", "name"])
+        .lines()
+        .count()
+        == 2));
+    s.kubectl(&[
+        "create",
+        "service",
+        "loadbalancer",
+        "first",
+        "--tcp=80:8080",
+    ]);
+    std::thread::sleep(Duration::from_millis(1100)); // a later creationTimestamp
+    s.kubectl(&[
+        "create",
+        "service",
+        "loadbalancer",
+        "second",
+        "--tcp=80:8080",
+    ]);
+    let ingress = |name: &str| {
+        s.kubectl(&[
+            "get",
+            "svc",
+            name,
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ])
+    };
+    assert!(
+        eventually(Duration::from_secs(20), || !ingress("first").is_empty()),
+        "{}",
+        s.kubectl(&["get", "svc", "-o", "wide"])
+    );
+    let node_ips = s.kubectl(&[
+        "get",
+        "nodes",
+        "-o",
+        "jsonpath={.items[*].status.addresses[?(@.type==\"InternalIP\")].address}",
+    ]);
+    for ip in ingress("first").split_whitespace() {
+        assert!(node_ips.contains(ip), "{ip} is a node address: {node_ips}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        ingress("second").is_empty(),
+        "port 80 is taken: stays Pending"
+    );
+    assert!(s.kubectl(&["get", "svc", "second"]).contains("<pending>"));
+    // Freeing the port lets the later Service have it.
+    s.kubectl(&["delete", "svc", "first"]);
+    assert!(eventually(Duration::from_secs(20), || !ingress("second").is_empty()));
+}

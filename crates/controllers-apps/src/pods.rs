@@ -2,7 +2,7 @@
 //! activity, readiness and availability, controller references, pods made from templates, and
 //! the order in which surplus pods are deleted.
 
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -158,43 +158,42 @@ pub fn sort_for_deletion(pods: &mut [Arc<Pod>], related: &[Arc<Pod>], now: Times
         *on_node.entry(node_name(p).to_string()).or_default() += 1;
     }
     let rank = |p: &Pod| on_node.get(node_name(p)).copied().unwrap_or(0);
-    pods.sort_by(|a, b| deletion_order(a, b, rank(a), rank(b), now));
+    // A key per pod, not a pairwise comparison: Rust's sort requires a total order (and panics
+    // on one that is not), which upstream's comparator with its UID tie-break in the middle is
+    // not.
+    pods.sort_by_cached_key(|p| deletion_key(p, rank(p), now));
 }
 
-fn deletion_order(a: &Pod, b: &Pod, rank_a: usize, rank_b: usize, now: Timestamp) -> Ordering {
-    let (na, nb) = (node_name(a), node_name(b));
-    if na != nb && (na.is_empty() || nb.is_empty()) {
-        return if na.is_empty() {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    let by_uid = || a.metadata.uid.cmp(&b.metadata.uid);
-    phase_rank(a)
-        .cmp(&phase_rank(b))
-        .then_with(|| is_ready(a).cmp(&is_ready(b)))
-        .then_with(|| deletion_cost(a).cmp(&deletion_cost(b)))
-        .then_with(|| rank_b.cmp(&rank_a))
-        .then_with(|| match (ready_since(a), ready_since(b)) {
-            (Some(ta), Some(tb)) if ta != tb => {
-                log_rank(ta, now).cmp(&log_rank(tb, now)).then_with(by_uid)
-            }
-            _ => Ordering::Equal,
-        })
-        .then_with(|| max_restarts(b).cmp(&max_restarts(a)))
-        .then_with(|| {
-            let ca = a.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            let cb = b.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            match (ca, cb) {
-                (Some(ta), Some(tb)) if ta != tb => {
-                    log_rank(ta, now).cmp(&log_rank(tb, now)).then_with(by_uid)
-                }
-                (None, Some(_)) => Ordering::Less,
-                (Some(_), None) => Ordering::Greater,
-                _ => Ordering::Equal,
-            }
-        })
+/// The deletion rank of one pod; smaller is deleted first.
+type DeletionKey = (
+    bool,
+    u8,
+    bool,
+    i32,
+    Reverse<usize>,
+    Option<i64>,
+    Reverse<i32>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn deletion_key(p: &Pod, colocated: usize, now: Timestamp) -> DeletionKey {
+    let created = p
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| log_rank(t.0, now));
+    (
+        !node_name(p).is_empty(),
+        phase_rank(p),
+        is_ready(p),
+        deletion_cost(p),
+        Reverse(colocated),
+        ready_since(p).map(|t| log_rank(t, now)),
+        Reverse(max_restarts(p)),
+        created,
+        p.metadata.uid.clone(),
+    )
 }
 
 /// What an owner makes of the objects its selector could match (upstream's

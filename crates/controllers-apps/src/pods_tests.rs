@@ -139,3 +139,29 @@ fn claim_adopts_orphans_keeps_own_and_releases_mismatches() {
     assert!(c.adopt.is_empty() && c.release.is_empty());
     let _ = labels(&[]);
 }
+
+#[test]
+fn deletion_order_is_total_over_many_mixed_pods() {
+    // Upstream's pairwise comparator is not a total order; ours must be (Rust's sort panics).
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let mut pods: Vec<std::sync::Arc<k8s_openapi::api::core::v1::Pod>> = (0..600)
+        .map(|i| {
+            let ready = now - k8s_openapi::jiff::SignedDuration::from_secs((i * 37 % 500) as i64 + 1);
+            let created = now - k8s_openapi::jiff::SignedDuration::from_secs((i * 53 % 700) as i64 + 1);
+            std::sync::Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("p{i}"), "uid": format!("u{}", i * 7919 % 600),
+                                 "creationTimestamp": created.to_string()},
+                    "spec": {"nodeName": format!("n{}", i % 7), "containers": []},
+                    "status": {"phase": "Running",
+                               "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ready.to_string()}],
+                               "containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": true, "restartCount": i % 3}]}
+                }))
+                .expect("pod"),
+            )
+        })
+        .collect();
+    let related = pods.clone();
+    crate::pods::sort_for_deletion(&mut pods, &related, now);
+    assert_eq!(pods.len(), 600);
+}

@@ -15,6 +15,7 @@ pub mod podgc;
 pub mod resourcequota;
 pub mod rootcacert;
 pub mod serviceaccount;
+pub mod servicelb;
 #[cfg(test)]
 mod testutil;
 

@@ -211,6 +211,7 @@ impl<K: ReplicaKind> Ctx<K> {
             }
         };
         let may_manage = self.expectations.satisfied(key);
+        tracing::debug!(key, may_manage, "syncing");
         let now = Timestamp::now();
         let ns_pods = self.pods.list_namespace(&view.namespace);
         let plan = sync::plan(&view, &ns_pods, may_manage, now);
@@ -228,6 +229,7 @@ impl<K: ReplicaKind> Ctx<K> {
                 result = Err(err);
             }
         }
+        tracing::debug!(key, "managed; writing status");
         let status = sync::status(&view, &owned, failure.as_ref(), now);
         if status != view.status {
             let api: Api<K> = Api::namespaced(self.client.clone(), &view.namespace);

@@ -2,6 +2,7 @@
 //! on is not handed out again until [`WorkQueue::done`] (if re-added meanwhile it is queued
 //! then), and failures back off exponentially per key.
 
+use futures::FutureExt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -137,6 +138,9 @@ pub enum Requeue {
     After(Duration),
 }
 
+/// The longest one sync may take before it is abandoned and retried.
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs `workers` workers taking keys from `queue` and calling `sync` until `shutdown`. An error
 /// requeues the key with backoff; success forgets its failures.
 pub async fn run_workers<F, Fut, E>(
@@ -155,7 +159,26 @@ pub async fn run_workers<F, Fut, E>(
         let (queue, sync, shutdown) = (queue.clone(), sync.clone(), shutdown.clone());
         tasks.spawn(async move {
             while let Some(key) = queue.next(&shutdown).await {
-                match sync(key.clone()).await {
+                // A sync that never returns would hold its key forever (updates to the object
+                // are only marked dirty while it is processed): bound it and retry instead.
+                // A panic must not take the worker (and the key it holds) with it.
+                let guarded = std::panic::AssertUnwindSafe(sync(key.clone())).catch_unwind();
+                let result = match tokio::time::timeout(SYNC_TIMEOUT, guarded).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => {
+                        tracing::error!(controller = name, key, "sync panicked; requeued");
+                        queue.add_rate_limited(key.clone());
+                        queue.done(&key);
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(controller = name, key, "sync timed out; requeued");
+                        queue.add_rate_limited(key.clone());
+                        queue.done(&key);
+                        continue;
+                    }
+                };
+                match result {
                     Ok(requeue) => {
                         queue.forget(&key);
                         if let Requeue::After(delay) = requeue {
