@@ -10,7 +10,7 @@
 pub mod clock;
 pub mod cronjob;
 pub mod job;
-mod runtime;
+use k8rs_controller_runtime as runtime;
 #[cfg(test)]
 mod testutil;
 pub mod ttl;

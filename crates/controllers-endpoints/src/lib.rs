@@ -11,7 +11,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod mirroring;
 mod podutil;
-mod runtime;
+use k8rs_controller_runtime as runtime;
 mod slices;
 #[cfg(test)]
 mod testutil;
