@@ -55,7 +55,9 @@ impl NodeFlags {
         control_plane: bool,
         cidrs: &Cidrs,
     ) -> k8rs_agent::AgentConfig {
-        let node_ip = self.node_ip.unwrap_or_else(host_ip);
+        let node_ip = self
+            .node_ip
+            .unwrap_or_else(|| host_ip(&[cidrs.cluster, cidrs.service]));
         let node_name = self.node_name.clone().unwrap_or_else(host_name);
         let proxy = (!self.disable_kube_proxy).then(|| {
             let mut proxy = k8rs_proxy::ProxyConfig::new(&node_name, node_ip);
@@ -193,7 +195,7 @@ pub async fn killall(args: KillallArgs) -> Result<()> {
     let report = k8rs_runtime::killall(&args.data_dir).await?;
     println!("{report:#?}");
     k8rs_kubelet::volumes::unmount_under(&args.data_dir);
-    for problem in k8rs_agent::node::cleanup_network(host_ip()).await {
+    for problem in k8rs_agent::node::cleanup_network(host_ip(&[])).await {
         eprintln!("{problem}");
     }
     Ok(())
@@ -208,9 +210,29 @@ pub fn host_name() -> String {
         .unwrap_or_else(|| "k8rs-node".into())
 }
 
-fn host_ip() -> Ipv4Addr {
-    k8rs_auth::pki::host_ipv4_addresses()
-        .into_iter()
-        .find(|a| !a.is_loopback())
+/// The host's address for cluster traffic, as k3s chooses it: the source address of the default
+/// route, else the first non-loopback address. Addresses in `avoid` (the cluster's own pod and
+/// Service ranges: a VXLAN or bridge address from an earlier run) are never chosen.
+pub fn host_ip(avoid: &[Cidr]) -> Ipv4Addr {
+    let usable = |a: &Ipv4Addr| !a.is_loopback() && !avoid.iter().any(|c| c.contains(*a));
+    default_route_source()
+        .filter(usable)
+        .or_else(|| {
+            k8rs_auth::pki::host_ipv4_addresses()
+                .into_iter()
+                .find(usable)
+        })
         .unwrap_or(Ipv4Addr::LOCALHOST)
+}
+
+/// The address the kernel would send from towards the internet: connecting a UDP socket
+/// chooses a route and a source address without sending anything.
+fn default_route_source() -> Option<Ipv4Addr> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    // TEST-NET-1 (RFC 5737): only the routing table is consulted.
+    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+        _ => None,
+    }
 }

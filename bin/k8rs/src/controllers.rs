@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use futures::future::BoxFuture;
 use k8rs_auth::pki::ClusterPki;
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_leaderelection::{ElectionConfig, run_while_leading};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -66,109 +67,87 @@ pub struct Context {
     pub data_dir: std::path::PathBuf,
 }
 
-type Start = fn(Arc<Context>, CancellationToken) -> BoxFuture<'static, Result<()>>;
+type Start = fn(Arc<Context>, SharedInformers, CancellationToken) -> BoxFuture<'static, Result<()>>;
 
 /// Every controller, by the name `--disable-controllers` knows it by.
 const CONTROLLERS: &[(&str, Start)] = &[
-    ("replicaset", |ctx, stop| {
-        Box::pin(async move {
-            Ok(k8rs_controllers_apps::replicaset::run(ctx.client.clone(), stop).await?)
-        })
+    ("replicaset", |_ctx, informers, stop| {
+        Box::pin(async move { Ok(k8rs_controllers_apps::replicaset::run(informers, stop).await?) })
     }),
-    ("replicationcontroller", |ctx, stop| {
-        Box::pin(async move {
-            Ok(k8rs_controllers_apps::replicaset::run_rc(ctx.client.clone(), stop).await?)
-        })
+    ("replicationcontroller", |_ctx, informers, stop| {
+        Box::pin(
+            async move { Ok(k8rs_controllers_apps::replicaset::run_rc(informers, stop).await?) },
+        )
     }),
-    ("deployment", |ctx, stop| {
-        Box::pin(async move {
-            Ok(k8rs_controllers_apps::deployment::run(ctx.client.clone(), stop).await?)
-        })
+    ("deployment", |_ctx, informers, stop| {
+        Box::pin(async move { Ok(k8rs_controllers_apps::deployment::run(informers, stop).await?) })
     }),
-    ("daemonset", |ctx, stop| {
-        Box::pin(async move {
-            Ok(k8rs_controllers_apps::daemonset::run(ctx.client.clone(), stop).await?)
-        })
+    ("daemonset", |_ctx, informers, stop| {
+        Box::pin(async move { Ok(k8rs_controllers_apps::daemonset::run(informers, stop).await?) })
     }),
-    ("statefulset", |ctx, stop| {
+    ("statefulset", |_ctx, informers, stop| {
         Box::pin(async move {
-            k8rs_controllers_apps::statefulset::run(ctx.client.clone(), stop).await?;
+            k8rs_controllers_apps::statefulset::run(informers, stop).await?;
             Ok(())
         })
     }),
-    ("job", |ctx, stop| {
+    ("job", |_ctx, informers, stop| {
         Box::pin(async move {
-            k8rs_controllers_batch::job::run(ctx.client.clone(), Default::default(), stop).await?;
+            k8rs_controllers_batch::job::run(informers, Default::default(), stop).await?;
             Ok(())
         })
     }),
-    ("cronjob", |ctx, stop| {
+    ("cronjob", |_ctx, informers, stop| {
         Box::pin(async move {
-            k8rs_controllers_batch::cronjob::run(ctx.client.clone(), Default::default(), stop)
+            k8rs_controllers_batch::cronjob::run(informers, Default::default(), stop).await?;
+            Ok(())
+        })
+    }),
+    ("ttl-after-finished", |_ctx, informers, stop| {
+        Box::pin(async move {
+            k8rs_controllers_batch::ttl::run(informers, Default::default(), stop).await?;
+            Ok(())
+        })
+    }),
+    ("endpoint", |_ctx, informers, stop| {
+        Box::pin(async move {
+            k8rs_controllers_endpoints::endpoints::run(informers, Default::default(), stop).await?;
+            Ok(())
+        })
+    }),
+    ("endpointslice", |_ctx, informers, stop| {
+        Box::pin(async move {
+            k8rs_controllers_endpoints::endpointslice::run(informers, Default::default(), stop)
                 .await?;
             Ok(())
         })
     }),
-    ("ttl-after-finished", |ctx, stop| {
+    ("endpointslicemirroring", |_ctx, informers, stop| {
         Box::pin(async move {
-            k8rs_controllers_batch::ttl::run(ctx.client.clone(), Default::default(), stop).await?;
+            k8rs_controllers_endpoints::mirroring::run(informers, Default::default(), stop).await?;
             Ok(())
         })
     }),
-    ("endpoint", |ctx, stop| {
+    ("persistentvolume-binder", |_ctx, informers, stop| {
         Box::pin(async move {
-            k8rs_controllers_endpoints::endpoints::run(
-                ctx.client.clone(),
-                Default::default(),
-                stop,
-            )
-            .await?;
+            k8rs_controllers_storage::pvbinder::run(informers, Default::default(), stop).await?;
             Ok(())
         })
     }),
-    ("endpointslice", |ctx, stop| {
-        Box::pin(async move {
-            k8rs_controllers_endpoints::endpointslice::run(
-                ctx.client.clone(),
-                Default::default(),
-                stop,
-            )
-            .await?;
-            Ok(())
-        })
-    }),
-    ("endpointslicemirroring", |ctx, stop| {
-        Box::pin(async move {
-            k8rs_controllers_endpoints::mirroring::run(
-                ctx.client.clone(),
-                Default::default(),
-                stop,
-            )
-            .await?;
-            Ok(())
-        })
-    }),
-    ("persistentvolume-binder", |ctx, stop| {
-        Box::pin(async move {
-            k8rs_controllers_storage::pvbinder::run(ctx.client.clone(), Default::default(), stop)
-                .await?;
-            Ok(())
-        })
-    }),
-    ("local-path-provisioner", |ctx, stop| {
+    ("local-path-provisioner", |ctx, informers, stop| {
         let config = k8rs_controllers_storage::localpath::LocalPathConfig {
             storage_root: ctx.data_dir.join("storage"),
         };
         Box::pin(async move {
             k8rs_controllers_storage::localpath::ensure_default_storage_class(ctx.client.clone())
                 .await?;
-            k8rs_controllers_storage::localpath::run(ctx.client.clone(), config, stop).await?;
+            k8rs_controllers_storage::localpath::run(informers, config, stop).await?;
             Ok(())
         })
     }),
-    ("servicelb", |ctx, stop| {
+    ("servicelb", |_ctx, informers, stop| {
         Box::pin(async move {
-            k8rs_controllers::servicelb::run(ctx.client.clone(), stop).await?;
+            k8rs_controllers::servicelb::run(informers, stop).await?;
             Ok(())
         })
     }),
@@ -181,12 +160,12 @@ const CONTROLLERS: &[(&str, Start)] = &[
     ("csrsigning", certificates),
     ("disruption", disruption),
     ("horizontalpodautoscaling", hpa),
-    ("resourcequota", |ctx, stop| {
+    ("resourcequota", |ctx, informers, stop| {
         let config = k8rs_controllers::resourcequota::ResourceQuotaConfig {
             resync_period: ctx.flags.resource_quota_sync_period,
         };
         Box::pin(async move {
-            k8rs_controllers::resourcequota::run(ctx.client.clone(), config, stop).await?;
+            k8rs_controllers::resourcequota::run(informers, config, stop).await?;
             Ok(())
         })
     }),
@@ -232,11 +211,13 @@ pub async fn run(ctx: Arc<Context>, identity: String, shutdown: CancellationToke
 async fn run_term(ctx: Arc<Context>, term: CancellationToken, fatal: CancellationToken) {
     tracing::info!("leading: starting the controllers");
     let mut running = JoinSet::new();
+    // One watch and one cache per resource type for all controllers of this term.
+    let informers = SharedInformers::new(ctx.client.clone(), term.clone());
     for (name, start) in CONTROLLERS {
         if ctx.flags.disable_controllers.iter().any(|d| d == name) {
             continue;
         }
-        let run = start(ctx.clone(), term.clone());
+        let run = start(ctx.clone(), informers.clone(), term.clone());
         running.spawn(async move { (*name, run.await) });
     }
     while let Some(done) = running.join_next().await {
@@ -254,43 +235,63 @@ async fn run_term(ctx: Arc<Context>, term: CancellationToken, fatal: Cancellatio
     }
 }
 
-fn nodeipam(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn nodeipam(
+    ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     let config = k8rs_controllers::nodeipam::NodeIpamConfig {
         cluster_cidr: (ctx.flags.cluster_cidr.net, ctx.flags.cluster_cidr.prefix),
         node_cidr_mask_size: ctx.flags.node_cidr_mask_size,
     };
     Box::pin(async move {
-        k8rs_controllers::nodeipam::run(ctx.client.clone(), config, stop).await?;
+        k8rs_controllers::nodeipam::run(informers, config, stop).await?;
         Ok(())
     })
 }
 
-fn garbagecollector(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn garbagecollector(
+    _ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     let config = k8rs_controllers::garbagecollector::GarbageCollectorConfig::default();
     Box::pin(async move {
-        k8rs_controllers::garbagecollector::run(ctx.client.clone(), config, stop).await?;
+        k8rs_controllers::garbagecollector::run(informers, config, stop).await?;
         Ok(())
     })
 }
 
-fn serviceaccount(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn serviceaccount(
+    _ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     Box::pin(async move {
-        k8rs_controllers::serviceaccount::run(ctx.client.clone(), stop).await?;
+        k8rs_controllers::serviceaccount::run(informers, stop).await?;
         Ok(())
     })
 }
 
-fn rootcacert(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn rootcacert(
+    ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     let config = k8rs_controllers::rootcacert::RootCaCertConfig {
         ca_pem: ctx.pki.ca_cert_pem().to_string(),
     };
     Box::pin(async move {
-        k8rs_controllers::rootcacert::run(ctx.client.clone(), config, stop).await?;
+        k8rs_controllers::rootcacert::run(informers, config, stop).await?;
         Ok(())
     })
 }
 
-fn nodelifecycle(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn nodelifecycle(
+    ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     let f = &ctx.flags;
     let config = k8rs_controllers::nodelifecycle::NodeLifecycleConfig {
         node_monitor_period: f.node_monitor_period,
@@ -301,41 +302,57 @@ fn nodelifecycle(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'stati
         ..Default::default()
     };
     Box::pin(async move {
-        k8rs_controllers::nodelifecycle::run(ctx.client.clone(), config, stop).await?;
+        k8rs_controllers::nodelifecycle::run(informers, config, stop).await?;
         Ok(())
     })
 }
 
-fn podgc(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn podgc(
+    ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     let config = k8rs_controllers::podgc::PodGcConfig {
         terminated_pod_gc_threshold: ctx.flags.terminated_pod_gc_threshold,
         ..Default::default()
     };
     Box::pin(async move {
-        k8rs_controllers::podgc::run(ctx.client.clone(), config, stop).await?;
+        k8rs_controllers::podgc::run(informers, config, stop).await?;
         Ok(())
     })
 }
 
-fn certificates(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn certificates(
+    ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     let config = k8rs_controllers::certificates::CertificatesConfig::new(ctx.pki.clone());
     Box::pin(async move {
-        k8rs_controllers::certificates::run(ctx.client.clone(), config, stop).await?;
+        k8rs_controllers::certificates::run(informers, config, stop).await?;
         Ok(())
     })
 }
 
-fn disruption(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn disruption(
+    _ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     Box::pin(async move {
-        k8rs_controllers::disruption::run(ctx.client.clone(), stop).await?;
+        k8rs_controllers::disruption::run(informers, stop).await?;
         Ok(())
     })
 }
 
-fn hpa(ctx: Arc<Context>, stop: CancellationToken) -> BoxFuture<'static, Result<()>> {
+fn hpa(
+    _ctx: Arc<Context>,
+    informers: SharedInformers,
+    stop: CancellationToken,
+) -> BoxFuture<'static, Result<()>> {
     let config = k8rs_controllers_autoscaling::HpaConfig::default();
     Box::pin(async move {
-        k8rs_controllers_autoscaling::run(ctx.client.clone(), config, stop).await?;
+        k8rs_controllers_autoscaling::run(informers, config, stop).await?;
         Ok(())
     })
 }

@@ -35,6 +35,14 @@ impl std::str::FromStr for Cidr {
     }
 }
 
+impl Cidr {
+    /// Whether `ip` lies in this range.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - u32::from(self.prefix));
+        u32::from(ip) & mask == u32::from(self.net)
+    }
+}
+
 impl std::fmt::Display for Cidr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.net, self.prefix)
@@ -83,6 +91,15 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cidrs_contain_their_addresses_only() {
+        let c: Cidr = "10.42.0.0/16".parse().unwrap();
+        assert!(c.contains(Ipv4Addr::new(10, 42, 0, 0)));
+        assert!(c.contains(Ipv4Addr::new(10, 42, 255, 1)));
+        assert!(!c.contains(Ipv4Addr::new(10, 43, 0, 1)));
+        assert!(!c.contains(Ipv4Addr::new(192, 168, 88, 1)));
+    }
 
     #[test]
     fn durations_parse_like_go() {

@@ -116,10 +116,9 @@ fn advertise_address(args: &ServerArgs) -> Ipv4Addr {
     }
     match args.bind_address {
         IpAddr::V4(a) if !a.is_unspecified() && !a.is_loopback() => a,
-        _ => k8rs_auth::pki::host_ipv4_addresses()
-            .into_iter()
-            .find(|a| !a.is_loopback())
-            .unwrap_or(Ipv4Addr::LOCALHOST),
+        _ => args.node.node_ip.unwrap_or_else(|| {
+            crate::agent::host_ip(&[args.controllers.cluster_cidr, args.service_cidr])
+        }),
     }
 }
 

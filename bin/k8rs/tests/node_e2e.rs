@@ -6,7 +6,10 @@
 //! 2. a Deployment's pods run with IPs from the node's podCIDR, and `kubectl logs` works;
 //! 3. a Service is reached from a pod by DNS name and by ClusterIP;
 //! 4. an agent joins with the token (CSR approved and signed), gets a podCIDR, runs a pod pinned
-//!    to it; pods reach each other across nodes; a wrong token is refused clearly;
+//!    to it; pods reach each other across nodes; a wrong token is refused clearly; then the
+//!    whole `k8rs server` is stopped (SIGTERM) and started again on its data dir: its nftables
+//!    tables come back the same (no duplicates), a Service deleted right after the restart
+//!    loses its rules, and a new pod on it reaches the Service again;
 //! 5. `k8rs killall` leaves no nftables table of ours and no containerd in the namespaces.
 //!
 //! Every phase reports PASS/FAIL with diagnostics; the test fails at the end if any phase did.
@@ -16,6 +19,7 @@ mod e2e;
 use std::time::{Duration, Instant};
 
 use e2e::cluster::{AGT_IP, Cluster, SRV_IP};
+use e2e::rulesets::{self, Snapshot};
 use e2e::{K8RS, comm, in_cidr, processes_mentioning, wait_for};
 
 const IMAGE: &str = "localhost/k8rs/busybox:1.35";
@@ -89,13 +93,17 @@ fn whole_nodes_in_network_namespaces() {
         if deployed {
             out.record(Some(&c), "2b kubectl logs", web_logs(&c, false));
         }
-        out.record(Some(&c), "3 Service by DNS name and ClusterIP", service(&c));
+        let served = out.record(Some(&c), "3 Service by DNS name and ClusterIP", service(&c));
         let joining = join(&mut c);
         let joined = out.record(Some(&c), "4 agent joins and is Ready", joining);
         if joined {
             out.record(Some(&c), "4b pod pinned to agt, cross-node", cross_node(&c));
         }
         out.record(None, "4c wrong token refused", wrong_token(&c));
+        if served {
+            let restarted = restart(&mut c);
+            out.record(Some(&c), "4d whole k8rs server restart", restarted);
+        }
     }
     out.record(None, "5 killall cleans up", killall(&mut c));
     drop(c);
@@ -214,18 +222,14 @@ fn client_pod(name: &str, node: Option<&str>, script: &str) -> String {
     )
 }
 
-/// Waits for pod `name` to finish and returns its logs.
-fn finished_logs(c: &Cluster, name: &str) -> Result<String, String> {
-    wait_for(
-        &format!("pod {name} to finish"),
-        Duration::from_secs(90),
-        || {
-            let phase = c
-                .kubectl(&["get", "pod", name, "-o=jsonpath={.status.phase}"])
-                .unwrap_or_default();
-            matches!(phase.trim(), "Succeeded" | "Failed").then_some(())
-        },
-    )?;
+/// Waits (up to `limit`) for pod `name` to finish and returns its logs.
+fn finished_logs(c: &Cluster, name: &str, limit: Duration) -> Result<String, String> {
+    wait_for(&format!("pod {name} to finish"), limit, || {
+        let phase = c
+            .kubectl(&["get", "pod", name, "-o=jsonpath={.status.phase}"])
+            .unwrap_or_default();
+        matches!(phase.trim(), "Succeeded" | "Failed").then_some(())
+    })?;
     c.kubectl(&["logs", name])
 }
 
@@ -279,10 +283,121 @@ fn service(c: &Cluster) -> Result<String, String> {
         "-c",
         &script,
     ])?;
-    let logs = finished_logs(c, "client")?;
+    let logs = finished_logs(c, "client", Duration::from_secs(90))?;
     let counts = all_ok(&logs, &["dns", "ip"], 3)?;
     let served = web_logs(c, true).unwrap_or_else(|e| format!("(web logs: {e})"));
     Ok(format!("{counts} via ClusterIP {ip}; web logs: {served}"))
+}
+
+/// Each wait of phase 4d.
+const RESTART_WAIT: Duration = Duration::from_secs(30);
+
+/// The lastHeartbeatTime of `node`'s Ready condition while it is True.
+fn ready_heartbeat(c: &Cluster, node: &str) -> Option<String> {
+    let path = "-o=jsonpath={range .status.conditions[?(@.type==\"Ready\")]}{.status} \
+                {.lastHeartbeatTime}{end}";
+    let text = c.kubectl(&["get", "node", node, path]).ok()?;
+    let (status, time) = text.trim().split_once(' ')?;
+    (status == "True").then(|| time.to_string())
+}
+
+/// The server node's tables once they stop changing (equal for a second) and hold the
+/// endpoints of Service `gone` at `gone_ip`.
+fn settled_tables(c: &Cluster, gone_ip: &str) -> Result<Snapshot, String> {
+    let slots = format!("element {gone_ip} . tcp . 81 . ");
+    let mut last: Option<(Snapshot, Instant)> = None;
+    let (tables, _) = wait_for(
+        "Service gone programmed, tables settled",
+        RESTART_WAIT,
+        || {
+            let now = rulesets::snapshot(&c.srv_ns).ok()?;
+            let programmed = now.values().flatten().filter(|l| l.starts_with(&slots));
+            if programmed.count() < 2 {
+                return None;
+            }
+            match &last {
+                Some((prev, since)) if *prev == now => {
+                    (since.elapsed() >= Duration::from_secs(1)).then_some(now)
+                }
+                _ => {
+                    last = Some((now, Instant::now()));
+                    None
+                }
+            }
+        },
+    )?;
+    Ok(tables)
+}
+
+/// Deletes Service `name` as soon as the (restarting) API server answers.
+fn delete_when_back(c: &mut Cluster, name: &str) -> Result<(), String> {
+    let delete = ["delete", "svc", name, "--ignore-not-found", "--wait=false"];
+    let (deleted, _) = wait_for("the API server, to delete a Service", RESTART_WAIT, || {
+        if let Some(status) = c.server.as_mut().and_then(|p| p.exited()) {
+            return Some(Err(format!("k8rs server exited with {status}")));
+        }
+        c.kubectl(&delete).ok().map(|_| Ok(()))
+    })?;
+    deleted
+}
+
+/// Waits for the server node's tables to equal `expected`; else the difference.
+fn tables_become(c: &Cluster, expected: &Snapshot, what: &str) -> Result<(), String> {
+    let mut last = Snapshot::new();
+    let result = wait_for(what, RESTART_WAIT, || {
+        last = rulesets::snapshot(&c.srv_ns).ok()?;
+        (last == *expected).then_some(())
+    });
+    result.map(|_| ()).map_err(|e| {
+        let diff = rulesets::diff(expected, &last, 40);
+        format!("{e}; expected (-) and found (+):\n{diff}")
+    })
+}
+
+/// Phase 4d: the whole `k8rs server` stopped with SIGTERM (by its PID) and started again on the
+/// same data dir. Its nftables tables (service proxy, pod network, network policy) come back
+/// as they were, without duplicates; Service `gone`, deleted as soon as the API answers again,
+/// leaves nothing behind; a new pod reaches the web Service by DNS name and ClusterIP.
+fn restart(c: &mut Cluster) -> Result<String, String> {
+    let expose = ["expose", "deploy", "web", "--name=gone", "--port=81"];
+    c.kubectl(&[&expose[..], &["--target-port=8080"]].concat())?;
+    let gone = c.kubectl(&["get", "svc", "gone", "-o=jsonpath={.spec.clusterIP}"])?;
+    let gone = gone.trim().to_string();
+    let before = settled_tables(c, &gone)?;
+    let heartbeat = ready_heartbeat(c, "srv");
+    let status = c
+        .stop_server(Duration::from_secs(20))
+        .ok_or("no server process to stop")?;
+    if !status.success() {
+        return Err(format!("k8rs server exited with {status} on SIGTERM"));
+    }
+    let restarted = Instant::now();
+    c.start_server();
+    delete_when_back(c, "gone")?;
+    let api_back = restarted.elapsed().as_secs_f64();
+    wait_for("node srv Ready with a new heartbeat", RESTART_WAIT, || {
+        ready_heartbeat(c, "srv").filter(|h| Some(h) != heartbeat.as_ref())
+    })?;
+    let ready = restarted.elapsed().as_secs_f64();
+    let expected = rulesets::without_address(&before, &gone);
+    tables_become(c, &expected, "the tables as before, without Service gone")?;
+    let resynced = restarted.elapsed().as_secs_f64();
+    let ip = c.kubectl(&["get", "svc", "web", "-o=jsonpath={.spec.clusterIP}"])?;
+    let script = format!(
+        "{}{}",
+        fetch_script("dns", "http://web.default.svc.cluster.local", 3),
+        fetch_script("ip", &format!("http://{}", ip.trim()), 3)
+    );
+    let pod = client_pod("afterrestart", Some("srv"), &script);
+    c.kubectl_stdin(&["create", "-f", "-"], &pod)?;
+    let logs = finished_logs(c, "afterrestart", RESTART_WAIT)?;
+    let counts = all_ok(&logs, &["dns", "ip"], 3)?;
+    let lines: usize = before.values().map(Vec::len).sum();
+    Ok(format!(
+        "SIGTERM: {status}; after the start: API {api_back:.1} s, Ready {ready:.1} s, tables \
+         as before minus Service gone {resynced:.1} s ({} objects, {lines} lines); then {counts}",
+        before.len()
+    ))
 }
 
 /// Phase 4: the agent joins, is Ready and gets its own podCIDR; its CSR was approved and signed.
@@ -347,9 +462,9 @@ fn cross_node(c: &Cluster) -> Result<String, String> {
         &["create", "-f", "-"],
         &client_pod("farclient", Some("agt"), &script),
     )?;
-    let near_logs = finished_logs(c, "near")?;
+    let near_logs = finished_logs(c, "near", Duration::from_secs(90))?;
     let pod_to_pod = all_ok(&near_logs, &["pod"], 3).map_err(|e| format!("srv -> agt: {e}"))?;
-    let far_logs = finished_logs(c, "farclient")?;
+    let far_logs = finished_logs(c, "farclient", Duration::from_secs(90))?;
     let from_agt =
         all_ok(&far_logs, &["dns", "ip"], 3).map_err(|e| format!("agt -> Service: {e}"))?;
     let remote_logs = c

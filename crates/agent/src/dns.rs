@@ -10,7 +10,7 @@ use std::process::Command;
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -150,10 +150,27 @@ async fn publish(
         status: None,
     };
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
-    services
-        .patch(SERVICE, &params, &Patch::Apply(&service))
+    // A JSON merge patch replaces `spec.ports` whole. (Server-side apply would merge the two
+    // port-53 entries by port alone: k8rs's apply is a strategic merge, whose key for Service
+    // ports is `port`, not upstream SSA's `port` + `protocol`.)
+    let merge = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match services
+        .patch(SERVICE, &merge, &Patch::Merge(&service))
         .await
-        .map_err(api_err)?;
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            let post = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..Default::default()
+            };
+            services.create(&post, &service).await.map_err(api_err)?;
+        }
+        Err(e) => return Err(api_err(e)),
+    }
     let slice_name = format!("{SERVICE}-{node}");
     let slice = EndpointSlice {
         metadata: ObjectMeta {

@@ -2,7 +2,7 @@
 //! that gets, lists and watches are served from memory. Consistent reads wait until the cache
 //! has caught up with the store's current revision, as upstream does since 1.31.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -11,13 +11,21 @@ use futures::StreamExt;
 use k8rs_store::{Event, KeyValue, Revision, Store};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
 
-/// How many past events the cache keeps for watches that start from an older revision.
+/// The most past events the cache keeps for watches that start from an older revision.
 const HISTORY: usize = 50_000;
+/// How long a past event is kept once the history holds more than [`MIN_HISTORY`] (upstream's
+/// watch cache keeps 75 s of events: clients with bookmarks re-watch well within it).
+const FRESH: Duration = Duration::from_secs(75);
+/// Past events kept however old they are.
+const MIN_HISTORY: usize = 1_000;
+/// How often stale history is dropped when nothing is written.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 /// How far a live watcher may fall behind before it is closed (it then re-watches).
 const CHANNEL: usize = 16_384;
 /// How long a consistent read waits for the cache to catch up.
@@ -136,10 +144,46 @@ pub type Objects = imbl::OrdMap<String, Arc<CachedObject>>;
 struct State {
     objects: Objects,
     revision: Revision,
-    history: VecDeque<Arc<CacheEvent>>,
-    /// Watches may start from any revision at or after this one.
+    history: VecDeque<(Arc<CacheEvent>, Instant)>,
+    /// Watches may start from any revision at or after this one (set by re-lists and
+    /// compaction).
     oldest: Revision,
+    /// For each key directory (`/registry/pods/`, `/registry/pods/ns/`, ...), the newest
+    /// revision whose event under it left the history: a watch of that directory must start at
+    /// or after it. As upstream's per-resource watch caches, dropping Lease events never sends
+    /// pod watchers back to re-list.
+    dropped: HashMap<String, Revision>,
     events: broadcast::Sender<Arc<CacheEvent>>,
+}
+
+impl State {
+    /// Drops past events beyond [`HISTORY`], and those older than [`FRESH`] beyond
+    /// [`MIN_HISTORY`].
+    fn prune(&mut self, now: Instant) {
+        while let Some((event, at)) = self.history.front() {
+            let stale = self.history.len() > MIN_HISTORY && now.duration_since(*at) > FRESH;
+            if self.history.len() <= HISTORY && !stale {
+                break;
+            }
+            let (revision, key) = (event.revision, event.obj.key.clone());
+            self.history.pop_front();
+            for (i, _) in key.match_indices('/').skip(1) {
+                let dir = &key[..=i];
+                match self.dropped.get_mut(dir) {
+                    Some(r) => *r = (*r).max(revision),
+                    None => {
+                        self.dropped.insert(dir.to_string(), revision);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The oldest revision a watch of `prefix` may start from.
+    fn oldest_for(&self, prefix: &str) -> Revision {
+        let dropped = self.dropped.get(prefix).copied().unwrap_or(0);
+        self.oldest.max(dropped)
+    }
 }
 
 /// A watch started from the cache: the events after the requested revision already known, and
@@ -171,6 +215,7 @@ impl WatchCache {
                 revision: 0,
                 history: VecDeque::new(),
                 oldest: 0,
+                dropped: HashMap::new(),
                 events,
             }),
             revision: watch::channel(0).0,
@@ -179,7 +224,18 @@ impl WatchCache {
         });
         let revision = cache.relist().await?;
         let follower = cache.clone();
+        let pruner = cache.clone();
+        let stop = shutdown.clone();
         tokio::spawn(async move { follower.follow(revision, shutdown).await });
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => pruner.write().prune(Instant::now()),
+                }
+            }
+        });
         Ok(cache)
     }
 
@@ -199,6 +255,7 @@ impl WatchCache {
         state.objects = objects;
         state.revision = range.revision;
         state.history.clear();
+        state.dropped.clear();
         state.oldest = range.revision;
         state.events = broadcast::channel(CHANNEL).0;
         drop(state);
@@ -268,12 +325,9 @@ impl WatchCache {
         state.revision = revision;
         if let Some(ev) = cached {
             let ev = Arc::new(ev);
-            if state.history.len() >= HISTORY
-                && let Some(old) = state.history.pop_front()
-            {
-                state.oldest = old.revision;
-            }
-            state.history.push_back(ev.clone());
+            let now = Instant::now();
+            state.history.push_back((ev.clone(), now));
+            state.prune(now);
             let _ = state.events.send(ev);
         }
         drop(state);
@@ -287,7 +341,7 @@ impl WatchCache {
         while state
             .history
             .front()
-            .is_some_and(|e| e.revision <= revision)
+            .is_some_and(|(e, _)| e.revision <= revision)
         {
             state.history.pop_front();
         }
@@ -336,25 +390,34 @@ impl WatchCache {
         )
     }
 
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         state.objects.get(key).cloned()
     }
 
-    /// Starts a watch at `from`: events after it, then live ones. `None` starts at the current
-    /// revision with no backlog.
-    pub fn watch(&self, from: Option<Revision>) -> ApiResult<CacheWatch> {
+    /// Starts a watch of the keys under `prefix` at `from`: events after it, then live ones.
+    /// `None` starts at the current revision with no backlog.
+    pub fn watch(&self, prefix: &str, from: Option<Revision>) -> ApiResult<CacheWatch> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         let live = state.events.subscribe();
         let from = from.unwrap_or(state.revision);
-        if from < state.oldest {
+        let oldest = state.oldest_for(prefix);
+        if from < oldest {
             return Err(ApiError::Gone(format!(
-                "too old resource version: {from} ({})",
-                state.oldest
+                "too old resource version: {from} ({oldest})"
             )));
         }
-        let start = state.history.partition_point(|e| e.revision <= from);
-        let backlog = state.history.range(start..).cloned().collect();
+        let start = state.history.partition_point(|(e, _)| e.revision <= from);
+        let backlog = state
+            .history
+            .range(start..)
+            .filter(|(e, _)| e.obj.key.starts_with(prefix))
+            .map(|(e, _)| e.clone())
+            .collect();
         Ok(CacheWatch {
             backlog,
             live,
@@ -382,4 +445,80 @@ pub fn range<'a>(
         .range((start, std::ops::Bound::Unbounded))
         .take_while(move |(k, _)| k.starts_with(prefix))
         .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(key: &str, revision: Revision) -> Arc<CacheEvent> {
+        let (rest, name) = key.rsplit_once('/').unwrap_or(("", key));
+        Arc::new(CacheEvent {
+            kind: EventType::Added,
+            revision,
+            obj: Arc::new(CachedObject {
+                key: key.into(),
+                json: Bytes::new(),
+                revision,
+                namespace: rest.rsplit('/').next().unwrap_or_default().into(),
+                name: name.into(),
+                labels: BTreeMap::new(),
+                fields: Vec::new(),
+            }),
+            prev: None,
+        })
+    }
+
+    fn state() -> State {
+        State {
+            objects: Objects::new(),
+            revision: 0,
+            history: VecDeque::new(),
+            oldest: 0,
+            dropped: HashMap::new(),
+            events: broadcast::channel(4).0,
+        }
+    }
+
+    #[test]
+    fn stale_history_goes_but_only_its_directories_turn_gone() {
+        let mut s = state();
+        let t0 = Instant::now();
+        for r in 1..=1_500 {
+            let key = format!("/registry/leases/kube-node-lease/n{r}");
+            s.history.push_back((event(&key, r), t0));
+        }
+        s.history
+            .push_back((event("/registry/pods/default/web", 1_501), t0));
+        s.prune(t0 + Duration::from_secs(10));
+        assert_eq!(s.history.len(), 1_501, "fresh events stay");
+
+        s.prune(t0 + FRESH + Duration::from_secs(1));
+        assert_eq!(
+            s.history.len(),
+            MIN_HISTORY,
+            "stale events beyond the minimum go"
+        );
+        assert_eq!(s.oldest_for("/registry/leases/"), 501);
+        assert_eq!(s.oldest_for("/registry/leases/kube-node-lease/"), 501);
+        assert_eq!(
+            s.oldest_for("/registry/pods/"),
+            0,
+            "no pod event was dropped"
+        );
+        assert_eq!(s.oldest_for("/registry/"), 501);
+    }
+
+    #[test]
+    fn history_is_capped() {
+        let mut s = state();
+        let now = Instant::now();
+        for r in 1..=(HISTORY as i64 + 10) {
+            s.history
+                .push_back((event(&format!("/registry/pods/ns/p{r}"), r), now));
+            s.prune(now);
+        }
+        assert_eq!(s.history.len(), HISTORY);
+        assert_eq!(s.oldest_for("/registry/pods/ns/"), 10);
+    }
 }

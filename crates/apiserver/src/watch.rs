@@ -173,7 +173,7 @@ impl Watcher {
                 }
                 Some((live, revision))
             }
-            Start::From(rev) => match self.api.cache.watch(Some(rev)) {
+            Start::From(rev) => match self.api.cache.watch(&self.prefix, Some(rev)) {
                 Ok(w) => {
                     for ev in &w.backlog {
                         if !self.send_event(ev).await {
@@ -187,7 +187,7 @@ impl Watcher {
                     None
                 }
             },
-            Start::Now => match self.api.cache.watch(None) {
+            Start::Now => match self.api.cache.watch(&self.prefix, None) {
                 Ok(w) => Some((w.live, w.revision)),
                 Err(_) => None,
             },

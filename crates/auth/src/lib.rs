@@ -10,6 +10,8 @@
 //!   and client configurations for in-process use.
 //! - [`authn`]: [`UserInfo`], the user of a client certificate, and the anonymous user.
 //! - [`join`]: k3s-style join tokens that pin the CA, and the kubelet's client CSR.
+//! - [`serving`]: kubelet serving certificates (CSR, self-signed fallback, a swappable
+//!   certificate for rustls servers, renewal at 80% of the lifetime).
 //! - [`tokens`]: [`TokenIssuer`] issues and verifies service-account JWTs as upstream's
 //!   TokenRequest does, and publishes the key as JWKS.
 //!
@@ -23,6 +25,7 @@ mod fsutil;
 pub mod join;
 pub mod kubeconfig;
 pub mod pki;
+pub mod serving;
 pub mod tls;
 pub mod tokens;
 

@@ -1,14 +1,16 @@
-//! The controller plumbing upstream's controllers share: informers (a reflector store plus a
-//! change callback that sees the old and the new object) and a keyed work queue (a key is never
-//! processed twice at once, re-added keys are coalesced, failures back off per key), with the
-//! worker loop that drives a sync function.
+//! The controller plumbing upstream's controllers share: [`SharedInformers`] (one watch and one
+//! store per resource type for the whole process, as upstream's SharedInformerFactory),
+//! informers (a reflector store plus a change callback that sees the old and the new object), a
+//! keyed work queue (a key is never processed twice at once, re-added keys are coalesced,
+//! failures back off per key) with the worker loop that drives a sync function (bounded in time,
+//! surviving panics), [`Expectations`] of a controller's own writes, [`slow_start`] batches and
+//! an [`EventSink`].
+//!
+//! It is a client-side library: it must not depend on the API server, a store or any controller.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Debug;
-use std::future::Future;
-use std::hash::Hash;
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,13 +19,20 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-/// The first retry delay of a failing key; doubled on each failure up to [`MAX_BACKOFF`].
-const BASE_BACKOFF: Duration = Duration::from_millis(5);
-/// The longest retry delay (client-go's default item rate limiter caps at 1000 s).
-const MAX_BACKOFF: Duration = Duration::from_secs(1000);
+mod batch;
+mod events;
+mod expectations;
+mod queue;
+mod shared;
+
+pub use batch::slow_start;
+pub use events::EventSink;
+pub use expectations::{EXPECTATIONS_TIMEOUT, Expectations};
+pub use queue::{Queue, Requeue, SYNC_TIMEOUT, resync, run_workers};
+pub use shared::{SharedInformers, Watched};
 
 /// A change seen by an informer: `(old, new)`; `old` is `None` on add, `new` is `None` on delete.
 pub type Change<'a, K> = (Option<&'a K>, Option<&'a K>);
@@ -85,177 +94,54 @@ pub async fn wait_synced(
     }
 }
 
-/// `Store::wait_until_ready` as a boxed future for [`wait_synced`].
+/// Waits until every store of `synced` has listed, then runs `workers` workers over `queue`
+/// (see [`run_workers`]) until `shutdown`, logging within a span named for `controller`. Returns
+/// false if shut down before the caches synced.
+pub async fn run_synced<T, F, Fut, E>(
+    controller: &'static str,
+    synced: Vec<futures::future::BoxFuture<'static, bool>>,
+    queue: Queue<T>,
+    workers: usize,
+    shutdown: CancellationToken,
+    sync: F,
+) -> bool
+where
+    T: Clone + Eq + std::hash::Hash + Send + Sync + Debug + 'static,
+    F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Requeue, E>> + Send,
+    E: std::fmt::Display,
+{
+    if !wait_synced(&shutdown, synced).await {
+        return false;
+    }
+    tracing::info!(controller, "caches synced; started");
+    run_workers(queue, workers, shutdown, sync)
+        .instrument(tracing::info_span!("controller", name = controller))
+        .await;
+    true
+}
+
+/// How often [`ready`] polls a store's readiness again.
+const READY_POLL: Duration = Duration::from_millis(50);
+
+/// `Store::wait_until_ready` as a boxed future for [`wait_synced`]; true once the store has
+/// listed, false if its writer is gone first.
+///
+/// kube's readiness signal wakes only the task that polled it last, so of several controllers
+/// waiting for one shared store all but one would sleep forever: this polls again every
+/// [`READY_POLL`]. Do not await `Store::wait_until_ready` on a shared store directly.
 pub fn ready<K>(store: &Store<K>) -> futures::future::BoxFuture<'static, bool>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let store = store.clone();
-    Box::pin(async move { store.wait_until_ready().await.is_ok() })
-}
-
-#[derive(Default)]
-struct QueueState<T> {
-    queue: VecDeque<T>,
-    dirty: HashSet<T>,
-    processing: HashSet<T>,
-    failures: HashMap<T, u32>,
-}
-
-/// A keyed work queue with client-go's semantics.
-pub struct Queue<T> {
-    state: Arc<Mutex<QueueState<T>>>,
-    notify: Arc<Notify>,
-}
-
-impl<T> Clone for Queue<T> {
-    fn clone(&self) -> Self {
-        Queue {
-            state: self.state.clone(),
-            notify: self.notify.clone(),
-        }
-    }
-}
-
-impl<T: Clone + Eq + Hash + Send + 'static> Default for Queue<T> {
-    fn default() -> Self {
-        Queue {
-            state: Arc::new(Mutex::new(QueueState {
-                queue: VecDeque::new(),
-                dirty: HashSet::new(),
-                processing: HashSet::new(),
-                failures: HashMap::new(),
-            })),
-            notify: Arc::new(Notify::new()),
-        }
-    }
-}
-
-impl<T: Clone + Eq + Hash + Send + 'static> Queue<T> {
-    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues `key` unless it is already waiting; a key being processed runs again after.
-    pub fn add(&self, key: T) {
-        let mut s = self.lock();
-        if !s.dirty.insert(key.clone()) {
-            return;
-        }
-        if !s.processing.contains(&key) {
-            s.queue.push_back(key);
-            drop(s);
-            self.notify.notify_one();
-        }
-    }
-
-    /// Queues `key` after `delay`.
-    pub fn add_after(&self, key: T, delay: Duration) {
-        if delay.is_zero() {
-            return self.add(key);
-        }
-        let queue = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            queue.add(key);
-        });
-    }
-
-    /// Queues `key` after its next backoff delay.
-    pub fn add_rate_limited(&self, key: T) {
-        let failures = {
-            let mut s = self.lock();
-            let n = s.failures.entry(key.clone()).or_insert(0);
-            *n += 1;
-            *n
-        };
-        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(31));
-        let delay = BASE_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF);
-        self.add_after(key, delay);
-    }
-
-    /// Clears `key`'s failure count.
-    pub fn forget(&self, key: &T) {
-        self.lock().failures.remove(key);
-    }
-
-    /// Takes the next key, marking it processing; call [`Queue::done`] after.
-    pub async fn next(&self) -> T {
+    Box::pin(async move {
         loop {
-            let notified = self.notify.notified();
-            {
-                let mut s = self.lock();
-                if let Some(key) = s.queue.pop_front() {
-                    s.dirty.remove(&key);
-                    s.processing.insert(key.clone());
-                    if !s.queue.is_empty() {
-                        self.notify.notify_one();
-                    }
-                    return key;
-                }
+            if let Ok(ready) = tokio::time::timeout(READY_POLL, store.wait_until_ready()).await {
+                return ready.is_ok();
             }
-            notified.await;
         }
-    }
-
-    /// Ends processing of `key`; if it was added meanwhile it is queued again.
-    pub fn done(&self, key: &T) {
-        let mut s = self.lock();
-        s.processing.remove(key);
-        if s.dirty.contains(key) {
-            s.queue.push_back(key.clone());
-            drop(s);
-            self.notify.notify_one();
-        }
-    }
-}
-
-/// What a sync asks of the queue when it succeeded.
-pub type Requeue = Option<Duration>;
-
-/// Runs `workers` workers that sync keys until `shutdown`: a failed sync is retried with
-/// backoff, a successful one may ask to run again after a delay.
-pub async fn run_workers<T, F, Fut, E>(
-    queue: Queue<T>,
-    workers: usize,
-    shutdown: CancellationToken,
-    sync: F,
-) where
-    T: Clone + Eq + Hash + Send + Sync + Debug + 'static,
-    F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Requeue, E>> + Send,
-    E: std::fmt::Display,
-{
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..workers.max(1) {
-        let (queue, sync, shutdown) = (queue.clone(), sync.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            loop {
-                let key = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    key = queue.next() => key,
-                };
-                let result = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    result = sync(key.clone()) => result,
-                };
-                match result {
-                    Ok(requeue) => {
-                        queue.forget(&key);
-                        if let Some(delay) = requeue {
-                            queue.add_after(key.clone(), delay);
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(?key, %err, "sync failed; retrying");
-                        queue.add_rate_limited(key.clone());
-                    }
-                }
-                queue.done(&key);
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
+    })
 }
 
 /// `namespace/name` of an object.
@@ -282,33 +168,32 @@ where
     store.get(&ObjectRef::new(name).within(ns))
 }
 
+/// The objects of namespace `ns` in `store`.
+pub fn in_namespace<K>(store: &Store<K>, ns: &str) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut objects = store.state();
+    objects.retain(|o| o.meta().namespace.as_deref() == Some(ns));
+    objects
+}
+
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+
     use super::*;
 
-    #[tokio::test]
-    async fn coalesces_and_serialises_keys() {
-        let q: Queue<String> = Queue::default();
-        q.add("a".into());
-        q.add("a".into());
-        q.add("b".into());
-        let first = q.next().await;
-        assert_eq!(first, "a");
-        // Re-added while processing: not handed out until done.
-        q.add("a".into());
-        assert_eq!(q.next().await, "b");
-        q.done(&"b".to_string());
-        q.done(&first);
-        assert_eq!(q.next().await, "a");
-    }
-
     #[tokio::test(start_paused = true)]
-    async fn backs_off_per_key() {
-        let q: Queue<String> = Queue::default();
-        q.add_rate_limited("a".into());
-        q.add_rate_limited("a".into());
-        let start = tokio::time::Instant::now();
-        assert_eq!(q.next().await, "a");
-        assert!(start.elapsed() >= Duration::from_millis(5));
+    async fn every_waiter_on_a_shared_store_sees_it_ready() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let waiters: Vec<_> = (0..3).map(|_| tokio::spawn(ready(&store))).collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        for waiter in waiters {
+            let done = tokio::time::timeout(Duration::from_secs(1), waiter).await;
+            assert!(matches!(done, Ok(Ok(true))), "a waiter was never woken");
+        }
     }
 }

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, ObjectMeta, OwnerReference, Time,
 };
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 /// A fixed "now" for tests: 2024-01-01T00:00:00Z.
@@ -248,7 +249,6 @@ impl DeploymentBuilder {
         self
     }
     pub fn surge(mut self, surge: &str, unavailable: &str) -> Self {
-        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
         let v = |s: &str| match s.parse::<i32>() {
             Ok(i) => IntOrString::Int(i),
             Err(_) => IntOrString::String(s.into()),
@@ -374,6 +374,22 @@ impl StsBuilder {
             .and_then(|u| u.rolling_update.as_mut())
         {
             ru.partition = Some(n);
+        }
+        self
+    }
+    /// `rollingUpdate.maxUnavailable`: a count, or a percentage such as `"50%"`.
+    pub fn max_unavailable(mut self, v: &str) -> Self {
+        let v = match v.parse() {
+            Ok(n) => IntOrString::Int(n),
+            Err(_) => IntOrString::String(v.into()),
+        };
+        if let Some(ru) = self
+            .spec()
+            .update_strategy
+            .as_mut()
+            .and_then(|u| u.rolling_update.as_mut())
+        {
+            ru.max_unavailable = Some(v);
         }
         self
     }

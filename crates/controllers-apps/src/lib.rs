@@ -4,20 +4,23 @@
 //! the last two share in [`history`].
 //!
 //! Every controller is a client of the API server (through `kube`) and must not depend on the
-//! API server or a store crate. Each exposes `run(client, shutdown)`: informers fill caches,
-//! a work queue hands out one key at a time per object, and a sync computes its decision as a
-//! pure function over a snapshot (unit-tested action by action) before a thin shell writes it.
+//! API server or a store crate. Each exposes `run(informers, shutdown)`: the process's
+//! [`SharedInformers`] fill the caches (one per resource type for every controller), a work
+//! queue of `k8rs-controller-runtime` hands out one key at a time per object, and a sync computes
+//! its decision as a pure function over a snapshot (unit-tested action by action) before a thin
+//! shell writes it.
 
 pub mod daemonset;
 pub mod deployment;
 pub mod history;
 pub mod pods;
 pub mod replicaset;
-pub mod runtime;
 pub mod statefulset;
 
 #[cfg(test)]
 mod builders;
+
+pub use k8rs_controller_runtime::SharedInformers;
 
 /// Errors of the workload controllers. A sync that fails is retried with backoff; `run` only
 /// returns an error when it cannot start.

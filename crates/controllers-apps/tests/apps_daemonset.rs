@@ -11,8 +11,8 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_runs_everywhere_rolls_and_undoes() {
     let c = Cluster::start(3).await;
-    let (client, token) = (c.client.clone(), c.shutdown.clone());
-    tokio::spawn(k8rs_controllers_apps::daemonset::run(client, token));
+    let (informers, token) = (c.informers.clone(), c.shutdown.clone());
+    tokio::spawn(k8rs_controllers_apps::daemonset::run(informers, token));
     c.namespace("ds1").await;
     c.apply(&json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": "agent", "namespace": "ds1"},
@@ -95,8 +95,8 @@ async fn daemonset_runs_everywhere_rolls_and_undoes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_surges_and_releases_relabelled_pods() {
     let c = Cluster::start(2).await;
-    let (client, token) = (c.client.clone(), c.shutdown.clone());
-    tokio::spawn(k8rs_controllers_apps::daemonset::run(client, token));
+    let (informers, token) = (c.informers.clone(), c.shutdown.clone());
+    tokio::spawn(k8rs_controllers_apps::daemonset::run(informers, token));
     c.namespace("ds2").await;
     c.apply(&json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": "agent", "namespace": "ds2"},

@@ -12,10 +12,10 @@ use serde_json::json;
 
 async fn cluster(nodes: usize) -> Cluster {
     let c = Cluster::start(nodes).await;
-    let (client, token) = (c.client.clone(), c.shutdown.clone());
-    tokio::spawn(k8rs_controllers_apps::replicaset::run(client, token));
-    let (client, token) = (c.client.clone(), c.shutdown.clone());
-    tokio::spawn(k8rs_controllers_apps::deployment::run(client, token));
+    let (informers, token) = (c.informers.clone(), c.shutdown.clone());
+    tokio::spawn(k8rs_controllers_apps::replicaset::run(informers, token));
+    let (informers, token) = (c.informers.clone(), c.shutdown.clone());
+    tokio::spawn(k8rs_controllers_apps::deployment::run(informers, token));
     c
 }
 

@@ -11,8 +11,8 @@ use kube::api::ListParams;
 use serde_json::json;
 
 fn start_controller(c: &Cluster) {
-    let (client, token) = (c.client.clone(), c.shutdown.clone());
-    tokio::spawn(k8rs_controllers_apps::statefulset::run(client, token));
+    let (informers, token) = (c.informers.clone(), c.shutdown.clone());
+    tokio::spawn(k8rs_controllers_apps::statefulset::run(informers, token));
 }
 
 fn ready_since(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {

@@ -3,7 +3,9 @@
 //! (`metrics.k8s.io`), as upstream's kube-controller-manager runs it.
 //!
 //! A client of the API server (through `kube`): it must not depend on the API server or a
-//! store crate. Leader election is done around it by the caller.
+//! store crate. Its caches (HPAs, pods) come from the process's
+//! [`SharedInformers`](k8rs_controller_runtime::SharedInformers); it starts no watch of its own.
+//! Leader election is done around it by the caller.
 
 pub mod hpa;
 
@@ -27,6 +29,9 @@ pub enum Error {
     /// (retryable).
     #[error("{0}")]
     SyncFailed(String),
+    /// The watches never listed (the API server went away before they synced).
+    #[error("caches did not sync before shutdown")]
+    CachesNotSynced,
 }
 
 impl Error {
@@ -40,9 +45,11 @@ impl Error {
 
 /// Compiles only while the public future is `Send`.
 #[allow(dead_code)]
-fn run_is_send(client: kube::Client) -> impl Future<Output = Result<(), Error>> + Send {
+fn run_is_send(
+    informers: k8rs_controller_runtime::SharedInformers,
+) -> impl Future<Output = Result<(), Error>> + Send {
     run(
-        client,
+        informers,
         HpaConfig::default(),
         tokio_util::sync::CancellationToken::new(),
     )

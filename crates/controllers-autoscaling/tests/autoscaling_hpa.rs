@@ -3,11 +3,14 @@
 //! reads them into `metrics.k8s.io`, `kubectl top` shows them, and an HPA made with
 //! `kubectl autoscale` scales a Deployment through its scale subresource.
 
+use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
+use k8rs_auth::pki::CertKind;
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_controllers_autoscaling::HpaConfig;
-use k8rs_hollow::{HollowConfig, MetricsEndpoint};
+use k8rs_hollow::{HollowConfig, MetricsEndpoint, MetricsTls};
 use k8rs_testing::{TestServer, eventually};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -29,10 +32,18 @@ async fn cluster() -> TestServer {
     // The test server scrapes node agents every second (its `metrics_scraper` setting).
     let server = TestServer::start().await;
     let shutdown = server.shutdown_token();
+    // The API server scrapes only endpoints whose serving certificate the cluster CA signed.
+    let (csr, key_pem) =
+        k8rs_hollow::serving::serving_request(NODE, Ipv4Addr::LOCALHOST).expect("a CSR");
+    let cert_pem = server
+        .pki
+        .sign_csr(csr.as_bytes(), CertKind::Serving, Duration::from_secs(3600))
+        .expect("a serving certificate");
     let hollow = HollowConfig {
         count: 1,
         name_prefix: "metrics-".into(),
         metrics: Some(MetricsEndpoint::default()),
+        metrics_tls: MetricsTls::Provided { cert_pem, key_pem },
         ..HollowConfig::default()
     };
     tokio::spawn(k8rs_hollow::run(server.client(), hollow, shutdown));
@@ -127,10 +138,14 @@ async fn kubectl_top_shows_hollow_usage() {
     );
 }
 
-// Passes when run alone (`cargo test -p k8rs-controllers-autoscaling -- --ignored`), but under
-// the full suite's load the HPA stops retrying after its first syncs and never scales: being
-// investigated (see the stop note); kept out of the default run until then.
-#[ignore = "stalls under full-suite load; run with --ignored"]
+/// The usage of the one pod: 175% of its request against a 50% target asks for 3.5 -> 4
+/// replicas. Not 200%: with one pod at 4.0x the target, any sample a hair above 200m (the
+/// scraped rate jitters by a few millicores, more under load) makes the sync after the scale-up
+/// ask for ceil(4.02 x 1) = 5, and the Deployment (whose other replicas nobody creates here)
+/// went 1 -> 4 -> 5 within one sync period, so a poll for "4" could miss it altogether. At 175%
+/// every sample from 151m to 200m gives 4, before and after the scale-up.
+const WEB_CPU: &str = "175m";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hpa_scales_a_deployment_up_on_cpu() {
     let server = cluster().await;
@@ -140,8 +155,9 @@ async fn hpa_scales_a_deployment_up_on_cpu() {
         retry_after: Duration::from_secs(1),
         ..HpaConfig::default()
     };
+    let informers = SharedInformers::new(client.clone(), server.shutdown_token());
     tokio::spawn(k8rs_controllers_autoscaling::run(
-        client.clone(),
+        informers,
         config,
         server.shutdown_token(),
     ));
@@ -159,7 +175,7 @@ async fn hpa_scales_a_deployment_up_on_cpu() {
         .await
         .expect("create deployment");
     // No Deployment controller runs here: the test plays it for the one replica.
-    web_pod(&client, "web-1", "200m").await;
+    web_pod(&client, "web-1", WEB_CPU).await;
     let out = kubectl(
         &server,
         &[
@@ -172,7 +188,8 @@ async fn hpa_scales_a_deployment_up_on_cpu() {
         ],
     );
     assert!(out.contains("autoscaled"), "{out}");
-    // 200% of the request against a 50% target: 4 replicas (within the doubling limit of 4).
+    // 175% of the request against a 50% target: 4 replicas (within the doubling limit of 4),
+    // and 4 again on every later sync.
     eventually("the HPA to scale the deployment to 4", WAIT, || async {
         let d = deployments.get("web").await.ok()?;
         (d.spec?.replicas == Some(4)).then_some(())
@@ -182,7 +199,7 @@ async fn hpa_scales_a_deployment_up_on_cpu() {
         let out = kubectl(&server, &["get", "hpa", "web"]);
         let at = out.find("cpu: ")?;
         let value: i64 = out[at + 5..].split('%').next()?.parse().ok()?;
-        ((195..=205).contains(&value) && out.contains("%/50%")).then_some(out)
+        ((170..=180).contains(&value) && out.contains("%/50%")).then_some(out)
     })
     .await;
     assert!(hpa.contains("web"), "{hpa}");

@@ -9,13 +9,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, Preconditions, PropagationPolicy};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::clock::{self, SharedClock};
 use crate::job::sync::true_condition;
-use crate::runtime::{self, Queue, Requeue};
+use crate::runtime::{self, Queue, Requeue, SharedInformers};
 
 /// Settings, upstream's `--concurrent-ttl-after-finished-syncs`.
 #[derive(Clone, Debug)]
@@ -79,31 +78,27 @@ struct Ctx {
     clock: SharedClock,
 }
 
-/// Runs the TTL-after-finished controller until `shutdown`.
+/// Runs the TTL-after-finished controller until `shutdown`, on the process's shared Job cache.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: TtlConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let queue: Queue<String> = Queue::default();
     let jobs = {
         let q = queue.clone();
-        runtime::informer(
-            Api::<Job>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(_, new)| {
-                if let Some(job) = new
-                    && job
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.ttl_seconds_after_finished)
-                        .is_some()
-                {
-                    q.add(runtime::key_of(job));
-                }
-            },
-        )
+        informers.subscribe::<Job, _>(move |(_, new)| {
+            if let Some(job) = new
+                && job
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.ttl_seconds_after_finished)
+                    .is_some()
+            {
+                q.add(runtime::key_of(job));
+            }
+        })
     };
     if !runtime::wait_synced(&shutdown, vec![runtime::ready(&jobs)]).await {
         return if shutdown.is_cancelled() {

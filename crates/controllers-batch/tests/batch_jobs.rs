@@ -274,3 +274,80 @@ fn suspended_job_waits_then_ttl_deletes_it_when_done() {
         .await;
     });
 }
+
+#[test]
+fn job_adopts_a_matching_orphan_pod_and_counts_it() {
+    RT.block_on(async {
+        let env = env().await;
+        let client = env.server.client();
+        namespace(&client, "adopt").await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "adopt");
+        let mut orphan = template("2s", 0);
+        orphan["metadata"]["name"] = json!("stray");
+        orphan["metadata"]["labels"] = json!({"app": "adopt"});
+        let orphan: Pod = serde_json::from_value(orphan).expect("pod");
+        pods.create(&PostParams::default(), &orphan)
+            .await
+            .expect("create the orphan");
+        eventually("the orphan to run", WAIT, || async {
+            let pod = pods.get("stray").await.ok()?;
+            let phase = pod.status?.phase?;
+            (phase != "Pending").then_some(())
+        })
+        .await;
+        // A manual selector that the orphan matches; one completion, which the orphan makes.
+        let mut tmpl = template("2s", 0);
+        tmpl["metadata"]["labels"] = json!({"app": "adopt"});
+        let job = create_job(
+            &client,
+            "adopt",
+            json!({
+                "metadata": {"name": "taker"},
+                "spec": {"manualSelector": true, "selector": {"matchLabels": {"app": "adopt"}},
+                         "completions": 1, "parallelism": 1, "template": tmpl}
+            }),
+        )
+        .await;
+        kubectl(
+            &env.server,
+            &[
+                "wait",
+                "--for=condition=complete",
+                "job/taker",
+                "-n",
+                "adopt",
+                "--timeout=30s",
+            ],
+        );
+        let status = Api::<Job>::namespaced(client.clone(), "adopt")
+            .get("taker")
+            .await
+            .expect("job")
+            .status
+            .expect("status");
+        assert_eq!((status.succeeded, status.failed), (Some(1), Some(0)));
+        let all = pods.list(&ListParams::default()).await.expect("pods").items;
+        let names: Vec<_> = all.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        assert_eq!(names, ["stray"], "the Job created no pod of its own");
+        let owner = all[0]
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .cloned()
+            .expect("a controller reference");
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid),
+            ("Job", job.metadata.uid.expect("uid"))
+        );
+        eventually("the tracking finalizer released", WAIT, || async {
+            let pod = pods.get("stray").await.ok()?;
+            pod.metadata
+                .finalizers
+                .is_none_or(|f| f.is_empty())
+                .then_some(())
+        })
+        .await;
+    });
+}

@@ -12,15 +12,13 @@ use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::endpoints::sync::HEADLESS_LABEL;
 use crate::podutil;
-use crate::runtime::{self, Queue, Requeue};
+use crate::runtime::{self, Queue, Requeue, SharedInformers};
 use crate::slices::{self, Group, MANAGED_BY_LABEL, Plan, SERVICE_NAME_LABEL, SliceTemplate};
 use crate::tracker::SliceTracker;
 use crate::trigger::{LAST_CHANGE_TRIGGER_TIME, TriggerTracker};
@@ -197,58 +195,40 @@ struct Ctx {
     max_per_slice: usize,
 }
 
-/// Runs the EndpointSlice controller until `shutdown`.
+/// Runs the EndpointSlice controller until `shutdown`, on the process's shared Service, pod,
+/// node and EndpointSlice caches (of the slices, it reads only those it manages).
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: EndpointSliceConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let queue: Queue<String> = Queue::default();
     let services = {
         let q = queue.clone();
-        runtime::informer(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(old, new)| {
-                if let Some(svc) = new.or(old) {
-                    q.add(runtime::key_of(svc));
-                }
-            },
-        )
+        informers.subscribe::<Service, _>(move |(old, new)| {
+            if let Some(svc) = new.or(old) {
+                q.add(runtime::key_of(svc));
+            }
+        })
     };
     let pods = {
         let (q, services) = (queue.clone(), services.clone());
-        runtime::informer(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(old, new)| {
-                for key in crate::endpoints::services_of_pod(&services, old, new) {
-                    q.add(key);
-                }
-            },
-        )
+        informers.subscribe::<Pod, _>(move |(old, new)| {
+            for key in crate::endpoints::services_of_pod(&services, old, new) {
+                q.add(key);
+            }
+        })
     };
-    let nodes = runtime::informer(
-        Api::<Node>::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-        |_| {},
-    );
+    let nodes = informers.store::<Node>();
     let slices = {
         let q = queue.clone();
-        let managed = format!("{MANAGED_BY_LABEL}={MANAGED_BY}");
-        runtime::informer(
-            Api::<EndpointSlice>::all(client.clone()),
-            watcher::Config::default().labels(&managed),
-            shutdown.clone(),
-            move |(old, new)| {
-                if let Some(key) = new.or(old).and_then(owner_key) {
-                    q.add(key);
-                }
-            },
-        )
+        informers.subscribe::<EndpointSlice, _>(move |(old, new)| {
+            let ours = new.or(old).filter(|s| slices::managed_by(s, MANAGED_BY));
+            if let Some(key) = ours.and_then(slices::owner_key) {
+                q.add(key);
+            }
+        })
     };
     let waits = vec![
         runtime::ready(&services),
@@ -286,15 +266,6 @@ pub async fn run(
     Ok(())
 }
 
-/// `namespace/service` of a slice, from its service-name label.
-fn owner_key(slice: &EndpointSlice) -> Option<String> {
-    let svc = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    Some(format!(
-        "{}/{svc}",
-        slice.metadata.namespace.as_deref().unwrap_or_default()
-    ))
-}
-
 async fn sync_key(ctx: &Ctx, key: &str) -> Result<Requeue, Error> {
     let (namespace, _) = runtime::split_key(key);
     let service = runtime::lookup(&ctx.services, key);
@@ -302,7 +273,9 @@ async fn sync_key(ctx: &Ctx, key: &str) -> Result<Requeue, Error> {
         .slices
         .state()
         .into_iter()
-        .filter(|s| owner_key(s).as_deref() == Some(key))
+        .filter(|s| {
+            slices::managed_by(s, MANAGED_BY) && slices::owner_key(s).as_deref() == Some(key)
+        })
         .collect();
     let existing: Vec<&EndpointSlice> = existing.iter().map(Arc::as_ref).collect();
     if !ctx.tracker.in_sync(key, &existing) {

@@ -4,7 +4,9 @@
 //! Endpoints of Services without a selector).
 //!
 //! Each is a client of the API server through `kube`: this crate must not depend on the API
-//! server or a store crate. Each module exposes `run(client, config, shutdown)`; the decision of
+//! server or a store crate. Each module exposes `run(informers, config, shutdown)` and takes its
+//! caches from the process's [`SharedInformers`](k8rs_controller_runtime::SharedInformers) (one
+//! store per resource type for every controller, never a watch of its own); the decision of
 //! one sync is a pure function (objects in, API actions out) tested without a server.
 
 pub mod endpoints;

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{EndpointAddress, Endpoints, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::Api;
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::{self, Queue, Requeue};
+use crate::runtime::{self, Queue, Requeue, SharedInformers};
 use crate::slices::{self, Group, MANAGED_BY_LABEL, Plan, SERVICE_NAME_LABEL, SliceTemplate};
 use crate::tracker::SliceTracker;
 use crate::{Error, writes};
@@ -173,37 +171,25 @@ struct Ctx {
     max: usize,
 }
 
-/// Runs the mirroring controller until `shutdown`.
+/// Runs the mirroring controller until `shutdown`, on the process's shared Service, Endpoints
+/// and EndpointSlice caches (of the slices, it reads only those it manages).
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: MirroringConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let queue: Queue<String> = Queue::default();
-    let services = runtime::informer(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-        enqueue(queue.clone()),
-    );
-    let endpoints = runtime::informer(
-        Api::<Endpoints>::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-        enqueue(queue.clone()),
-    );
+    let services = informers.subscribe::<Service, _>(enqueue(queue.clone()));
+    let endpoints = informers.subscribe::<Endpoints, _>(enqueue(queue.clone()));
     let slices = {
         let q = queue.clone();
-        runtime::informer(
-            Api::<EndpointSlice>::all(client.clone()),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}")),
-            shutdown.clone(),
-            move |(old, new)| {
-                if let Some(key) = new.or(old).and_then(owner_key) {
-                    q.add(key);
-                }
-            },
-        )
+        informers.subscribe::<EndpointSlice, _>(move |(old, new)| {
+            let ours = new.or(old).filter(|s| slices::managed_by(s, MANAGED_BY));
+            if let Some(key) = ours.and_then(slices::owner_key) {
+                q.add(key);
+            }
+        })
     };
     let waits = vec![
         runtime::ready(&services),
@@ -234,20 +220,12 @@ pub async fn run(
 }
 
 /// A change callback that queues the object's own key.
-fn enqueue<K: kube::Resource>(q: Queue<String>) -> impl Fn(runtime::Change<'_, K>) {
+fn enqueue<K: kube::Resource>(q: Queue<String>) -> impl Fn(runtime::Change<'_, K>) + Send {
     move |(old, new)| {
         if let Some(obj) = new.or(old) {
             q.add(runtime::key_of(obj));
         }
     }
-}
-
-fn owner_key(slice: &EndpointSlice) -> Option<String> {
-    let svc = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-    Some(format!(
-        "{}/{svc}",
-        slice.metadata.namespace.as_deref().unwrap_or_default()
-    ))
 }
 
 async fn sync_key(ctx: &Ctx, key: &str) -> Result<Requeue, Error> {
@@ -256,7 +234,9 @@ async fn sync_key(ctx: &Ctx, key: &str) -> Result<Requeue, Error> {
         .slices
         .state()
         .into_iter()
-        .filter(|s| owner_key(s).as_deref() == Some(key))
+        .filter(|s| {
+            slices::managed_by(s, MANAGED_BY) && slices::owner_key(s).as_deref() == Some(key)
+        })
         .collect();
     let existing: Vec<&EndpointSlice> = existing.iter().map(Arc::as_ref).collect();
     if !ctx.tracker.in_sync(key, &existing) {

@@ -269,6 +269,25 @@ fn new_slice(
     }
 }
 
+/// Whether `slice` is managed by the controller named `manager` (its managed-by label): the
+/// controllers share one cache of every slice and each reads only its own.
+pub fn managed_by(slice: &EndpointSlice, manager: &str) -> bool {
+    let labels = slice.metadata.labels.as_ref();
+    labels
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(manager)
+}
+
+/// `namespace/service` of a slice, from its service-name label.
+pub fn owner_key(slice: &EndpointSlice) -> Option<String> {
+    let svc = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some(format!(
+        "{}/{svc}",
+        slice.metadata.namespace.as_deref().unwrap_or_default()
+    ))
+}
+
 /// Upstream's `getEndpointSlicePrefix`: the owner's name and a dash, cut so that a generated
 /// suffix still fits a name.
 pub fn generate_name(owner: &str) -> String {

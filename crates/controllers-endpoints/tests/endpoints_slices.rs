@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_controllers_endpoints::{endpoints, endpointslice, mirroring};
 use k8rs_testing::{TestServer, eventually};
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
@@ -40,15 +41,17 @@ async fn server() -> &'static TestServer {
         tokio::spawn(k8rs_hollow::run(client.clone(), hollow, token.clone()));
         let sched = k8rs_scheduler::SchedulerConfig::default();
         tokio::spawn(k8rs_scheduler::run(client.clone(), sched, token.clone()));
+        // One set of caches for the three controllers, as in the controller manager.
+        let informers = SharedInformers::new(client.clone(), token.clone());
         let ep = endpoints::EndpointsConfig::default();
-        tokio::spawn(endpoints::run(client.clone(), ep, token.clone()));
+        tokio::spawn(endpoints::run(informers.clone(), ep, token.clone()));
         let slices = endpointslice::EndpointSliceConfig {
             max_endpoints_per_slice: 3,
             ..Default::default()
         };
-        tokio::spawn(endpointslice::run(client.clone(), slices, token.clone()));
+        tokio::spawn(endpointslice::run(informers.clone(), slices, token.clone()));
         let mirror = mirroring::MirroringConfig::default();
-        tokio::spawn(mirroring::run(client, mirror, token));
+        tokio::spawn(mirroring::run(informers, mirror, token));
         server
     })
     .await

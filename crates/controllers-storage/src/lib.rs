@@ -4,16 +4,17 @@
 //! rancher's `local-path-provisioner`).
 //!
 //! Both are clients of the API server through `kube`: this crate must not depend on the API
-//! server, a store, the scheduler or the kubelet. The decision of one sync is a pure function
-//! (objects in, API actions out) tested without a server.
+//! server, a store, the scheduler or the kubelet. Their caches come from the process's
+//! [`SharedInformers`], their queues and workers from `k8rs-controller-runtime`. The decision of
+//! one sync is a pure function (objects in, API actions out) tested without a server.
 
-mod events;
 pub mod localpath;
 pub mod pvbinder;
-mod runtime;
 #[cfg(test)]
 mod testutil;
 pub mod volume;
+
+pub use k8rs_controller_runtime::SharedInformers;
 
 /// Errors of these controllers. Only a failed start ends `run`; a failed sync is logged and
 /// retried with a per-key exponential backoff.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8rs_controller_runtime::{self as runtime, EventSink, Queue, SharedInformers};
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec, VolumeNodeAffinity,
@@ -20,13 +21,11 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::runtime::{self, Queue};
 use crate::volume::{
     ANN_BETA_STORAGE_PROVISIONER, ANN_PROVISIONED_BY, ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER,
     annotation, claim_class, claim_key, is_delay_binding, reference_to, volume_name, volume_phase,
@@ -263,7 +262,7 @@ struct Ctx {
     claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
-    recorder: Recorder,
+    events: EventSink,
 }
 
 /// Runs the provisioner until `shutdown`.
@@ -271,43 +270,35 @@ struct Ctx {
 /// # Errors
 /// [`Error::CachesNotSynced`] when the caches never listed.
 pub async fn run(
-    client: Client,
+    informers: SharedInformers,
     config: LocalPathConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let queue: Queue<Key> = Queue::default();
     let q = queue.clone();
-    let claims = runtime::informer::<PersistentVolumeClaim, _>(
-        Api::all(client.clone()),
-        shutdown.clone(),
-        move |c| q.add(Key::Claim(claim_key(c))),
-    );
+    let claims = informers.subscribe::<PersistentVolumeClaim, _>(move |(old, new)| {
+        if let Some(c) = new.or(old) {
+            q.add(Key::Claim(claim_key(c)));
+        }
+    });
     let q = queue.clone();
-    let volumes = runtime::informer::<PersistentVolume, _>(
-        Api::all(client.clone()),
-        shutdown.clone(),
-        move |v| q.add(Key::Volume(v.metadata.name.clone().unwrap_or_default())),
-    );
+    let volumes = informers.subscribe::<PersistentVolume, _>(move |(old, new)| {
+        if let Some(v) = new.or(old) {
+            q.add(Key::Volume(v.metadata.name.clone().unwrap_or_default()));
+        }
+    });
     let (q, cs) = (queue.clone(), claims.clone());
-    let classes = runtime::informer::<StorageClass, _>(
-        Api::all(client.clone()),
-        shutdown.clone(),
-        move |_| {
-            for c in cs.state() {
-                q.add(Key::Claim(claim_key(&c)));
-            }
-        },
-    );
-    let synced = runtime::wait_ready(&shutdown, &claims).await
-        && runtime::wait_ready(&shutdown, &volumes).await
-        && runtime::wait_ready(&shutdown, &classes).await;
-    if !synced {
-        return if shutdown.is_cancelled() {
-            Ok(())
-        } else {
-            Err(Error::CachesNotSynced)
-        };
-    }
+    let classes = informers.subscribe::<StorageClass, _>(move |_| {
+        for c in cs.state() {
+            q.add(Key::Claim(claim_key(&c)));
+        }
+    });
+    let stores = vec![
+        runtime::ready(&claims),
+        runtime::ready(&volumes),
+        runtime::ready(&classes),
+    ];
     let cs = claims.clone();
     runtime::resync(queue.clone(), RESYNC, shutdown.clone(), move || {
         cs.state()
@@ -315,20 +306,25 @@ pub async fn run(
             .map(|c| Key::Claim(claim_key(c)))
             .collect()
     });
-    let reporter = Reporter {
-        controller: PROVISIONER.into(),
-        instance: None,
-    };
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: EventSink::new(client.clone(), PROVISIONER),
         client,
         root: config.storage_root,
         claims,
         volumes,
         classes,
     });
-    runtime::run_worker(queue, shutdown, |key| sync_key(ctx.clone(), key)).await;
-    Ok(())
+    let sync = move |key: Key| {
+        let ctx = ctx.clone();
+        async move { sync_key(ctx, key).await.map(|()| None) }
+    };
+    if runtime::run_synced(PROVISIONER, stores, queue, 1, shutdown.clone(), sync).await
+        || shutdown.is_cancelled()
+    {
+        Ok(())
+    } else {
+        Err(Error::CachesNotSynced)
+    }
 }
 
 async fn sync_key(ctx: Arc<Ctx>, key: Key) -> Result<(), Error> {
@@ -368,12 +364,13 @@ async fn sync_claim(ctx: &Ctx, key: &str) -> Result<(), Error> {
     match decide(&claim, class.as_deref(), exists, &ctx.root) {
         Decision::Nothing => Ok(()),
         Decision::Fail(why) => {
-            crate::events::record(&ctx.recorder, &reference, true, "ProvisioningFailed", why).await;
+            ctx.events
+                .record(&reference, true, "ProvisioningFailed", why);
             Ok(())
         }
         Decision::Provision(pv) => {
             let msg = format!("External provisioner is provisioning volume for claim {key:?}");
-            crate::events::record(&ctx.recorder, &reference, false, "Provisioning", msg).await;
+            ctx.events.record(&reference, false, "Provisioning", msg);
             let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
             match api.create(&PostParams::default(), &pv).await {
                 Ok(_) => {}
@@ -388,14 +385,8 @@ async fn sync_claim(ctx: &Ctx, key: &str) -> Result<(), Error> {
                 }
             }
             let msg = format!("Successfully provisioned volume {pv_name}");
-            crate::events::record(
-                &ctx.recorder,
-                &reference,
-                false,
-                "ProvisioningSucceeded",
-                msg,
-            )
-            .await;
+            ctx.events
+                .record(&reference, false, "ProvisioningSucceeded", msg);
             Ok(())
         }
     }

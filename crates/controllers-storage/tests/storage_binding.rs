@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use k8rs_controllers_storage::{localpath, pvbinder};
+use k8rs_controllers_storage::{SharedInformers, localpath, pvbinder};
 use k8rs_testing::{TestServer, eventually};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::events::v1::Event;
@@ -25,12 +25,14 @@ async fn start() -> TestServer {
     tokio::spawn(k8rs_hollow::run(client.clone(), hollow, token.clone()));
     let sched = k8rs_scheduler::SchedulerConfig::default();
     tokio::spawn(k8rs_scheduler::run(client.clone(), sched, token.clone()));
+    // Both controllers share one watch and cache per type, as in the controller manager.
+    let informers = SharedInformers::new(client, token.clone());
     let binder = pvbinder::PvBinderConfig::default();
-    tokio::spawn(pvbinder::run(client.clone(), binder, token.clone()));
+    tokio::spawn(pvbinder::run(informers.clone(), binder, token.clone()));
     let lp = localpath::LocalPathConfig {
         storage_root: "/var/lib/k8rs/storage".into(),
     };
-    tokio::spawn(localpath::run(client, lp, token));
+    tokio::spawn(localpath::run(informers, lp, token));
     server
 }
 

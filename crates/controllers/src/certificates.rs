@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use k8rs_auth::pki::{CertKind, ClusterPki};
+use k8rs_controller_runtime::SharedInformers;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509CertificationRequest};
@@ -313,7 +313,7 @@ pub fn plan(
 
 /// Runs the approver and the signer until `shutdown`.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: CertificatesConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -323,10 +323,9 @@ pub async fn run(
             message: "--cluster-signing-duration must be at least 10m".into(),
         });
     }
-    let csrs_api: Api<CertificateSigningRequest> = Api::all(client.clone());
-    let (csrs, csr_changes) = informer::informer(csrs_api.clone(), watcher::Config::default());
-    let (nodes, node_changes) =
-        informer::informer(Api::<Node>::all(client.clone()), watcher::Config::default());
+    let csrs_api: Api<CertificateSigningRequest> = Api::all(informers.client().clone());
+    let (csrs, csr_changes) = informers.changes::<CertificateSigningRequest>();
+    let (nodes, node_changes) = informers.changes::<Node>();
     let ready = vec![informer::listed(&csrs), informer::listed(&nodes)];
     let resync = Duration::from_secs(300);
     informer::run_loop(

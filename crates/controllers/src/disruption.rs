@@ -3,24 +3,34 @@
 //! `DisruptionAllowed` condition), which the Eviction API reads. Percentages and
 //! `maxUnavailable` resolve against the scale of the pods' controllers (ReplicaSet,
 //! Deployment, ReplicationController, StatefulSet `.spec.replicas`).
+//!
+//! `status.disruptedPods` (pods the Eviction API let go, not yet seen deleted) is pruned as
+//! upstream: an entry goes once its pod is gone or marked for deletion, and after
+//! [`DELETION_TIMEOUT`] when the pod was not deleted after all (with a `NotDeleted` warning on
+//! the pod); until then the pod does not count as healthy.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_machinery::labels::Selector;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
-use serde_json::json;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::informer::{self, Next};
+
+/// How long a pod the Eviction API let go may stay undeleted before the budget counts it again
+/// (upstream's `DeletionTimeout`).
+pub const DELETION_TIMEOUT: SignedDuration = SignedDuration::from_secs(120);
 
 /// The scale of every controller pods may belong to, keyed by (namespace, kind, uid), and the
 /// Deployment owning each ReplicaSet.
@@ -108,18 +118,77 @@ fn expected(
     Ok((total, desired.max(0)))
 }
 
-/// The budget's new status, from the pods its selector matches.
+/// A pod the Eviction API let go that was not deleted within [`DELETION_TIMEOUT`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotDeleted {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+    /// The budget's name.
+    pub pdb: String,
+}
+
+/// The budget's `disruptedPods` still pending (their pod exists, is not being deleted and the
+/// timeout has not passed), the pods whose timeout passed, and when the next entry expires.
+fn disrupted(
+    pdb: &PodDisruptionBudget,
+    pods: &[&Pod],
+    now: Timestamp,
+) -> (BTreeMap<String, Time>, Vec<NotDeleted>, Option<Timestamp>) {
+    let (mut kept, mut expired, mut recheck) = (BTreeMap::new(), Vec::new(), None::<Timestamp>);
+    let Some(old) = pdb.status.as_ref().and_then(|s| s.disrupted_pods.as_ref()) else {
+        return (kept, expired, recheck);
+    };
+    for pod in pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let Some(at) = old.get(name) else { continue };
+        let due = at.0.saturating_add(DELETION_TIMEOUT).unwrap_or(at.0);
+        if due < now {
+            expired.push(NotDeleted {
+                namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                pod: name.to_string(),
+                uid: pod.metadata.uid.clone().unwrap_or_default(),
+                pdb: pdb.metadata.name.clone().unwrap_or_default(),
+            });
+        } else {
+            recheck = Some(recheck.map_or(due, |r| r.min(due)));
+            kept.insert(name.to_string(), at.clone());
+        }
+    }
+    (kept, expired, recheck)
+}
+
+/// Ready pods not being deleted and not pending deletion after an eviction.
+fn count_healthy(pods: &[&Pod], disrupted: &BTreeMap<String, Time>) -> i32 {
+    let healthy = pods.iter().filter(|p| {
+        let name = p.metadata.name.as_deref().unwrap_or_default();
+        healthy(p) && !disrupted.contains_key(name)
+    });
+    i32::try_from(healthy.count()).unwrap_or(i32::MAX)
+}
+
+/// The budget's new status, from the pods its selector matches; the evicted pods that were not
+/// deleted in time; and when the status must be computed again (a pending eviction expires).
 pub fn status(
     pdb: &PodDisruptionBudget,
     pods: &[&Pod],
     scales: &Scales,
     now: Timestamp,
-) -> PodDisruptionBudgetStatus {
+) -> (
+    PodDisruptionBudgetStatus,
+    Vec<NotDeleted>,
+    Option<Timestamp>,
+) {
     let old = pdb.status.clone().unwrap_or_default();
-    let current = i32::try_from(pods.iter().filter(|p| healthy(p)).count()).unwrap_or(i32::MAX);
+    let (pending, expired, recheck) = disrupted(pdb, pods, now);
+    let current = count_healthy(pods, &pending);
     let (expected_pods, desired, allowed, cond) = match expected(pdb, pods, scales) {
         Ok((e, d)) => {
-            let allowed = (current - d).max(0);
+            // A budget matching no pods yet allows nothing, as upstream.
+            let allowed = if e <= 0 { 0 } else { (current - d).max(0) };
             let (status, reason) = if allowed > 0 {
                 ("True", "SufficientPods")
             } else {
@@ -138,13 +207,13 @@ pub fn status(
         Some(p) if p.status == status => p.last_transition_time.clone(),
         _ => Time(now),
     };
-    PodDisruptionBudgetStatus {
+    let new = PodDisruptionBudgetStatus {
         current_healthy: current,
         desired_healthy: desired,
         disruptions_allowed: allowed,
         expected_pods,
         observed_generation: pdb.metadata.generation,
-        disrupted_pods: old.disrupted_pods,
+        disrupted_pods: (!pending.is_empty()).then_some(pending),
         conditions: Some(vec![Condition {
             type_: "DisruptionAllowed".into(),
             status: status.into(),
@@ -153,16 +222,33 @@ pub fn status(
             observed_generation: pdb.metadata.generation,
             last_transition_time: transition,
         }]),
-    }
+    };
+    (new, expired, recheck)
 }
 
-/// The budgets whose status must change, with their new status.
-pub fn plan(
-    pdbs: &[&PodDisruptionBudget],
-    pods: &[&Pod],
-    scales: &Scales,
-    now: Timestamp,
-) -> Vec<(String, String, PodDisruptionBudgetStatus)> {
+/// Whether two statuses are the same (an empty `disruptedPods` is no `disruptedPods`).
+fn same_status(old: Option<&PodDisruptionBudgetStatus>, new: &PodDisruptionBudgetStatus) -> bool {
+    let Some(old) = old else { return false };
+    let mut old = old.clone();
+    if old.disrupted_pods.as_ref().is_some_and(BTreeMap::is_empty) {
+        old.disrupted_pods = None;
+    }
+    old == *new
+}
+
+/// What one sync does.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// The budgets whose status must change (namespace, name, new status).
+    pub updates: Vec<(String, String, PodDisruptionBudgetStatus)>,
+    /// `NotDeleted` warnings to record.
+    pub not_deleted: Vec<NotDeleted>,
+    /// When to sync again even if nothing changes.
+    pub recheck: Option<Timestamp>,
+}
+
+/// The sync of every budget.
+pub fn plan(pdbs: &[&PodDisruptionBudget], pods: &[&Pod], scales: &Scales, now: Timestamp) -> Plan {
     let mut by_ns: BTreeMap<&str, Vec<&Pod>> = BTreeMap::new();
     for p in pods {
         by_ns
@@ -170,7 +256,7 @@ pub fn plan(
             .or_default()
             .push(p);
     }
-    let mut out = Vec::new();
+    let mut out = Plan::default();
     for pdb in pdbs {
         let ns = pdb.metadata.namespace.as_deref().unwrap_or_default();
         let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
@@ -186,9 +272,13 @@ pub fn plan(
                     .is_some_and(|s| s.matches(p.metadata.labels.as_ref().unwrap_or(&empty)))
             })
             .collect();
-        let new = status(pdb, &matched, scales, now);
-        if pdb.status.as_ref() != Some(&new) {
-            out.push((
+        let (new, expired, recheck) = status(pdb, &matched, scales, now);
+        out.not_deleted.extend(expired);
+        if let Some(r) = recheck {
+            out.recheck = Some(out.recheck.map_or(r, |o| o.min(r)));
+        }
+        if !same_status(pdb.status.as_ref(), &new) {
+            out.updates.push((
                 ns.to_string(),
                 pdb.metadata.name.clone().unwrap_or_default(),
                 new,
@@ -198,15 +288,72 @@ pub fn plan(
     out
 }
 
+/// The scale of every controller in the stores.
+fn scales(
+    rss: &Store<ReplicaSet>,
+    deps: &Store<Deployment>,
+    stss: &Store<StatefulSet>,
+    rcs: &Store<ReplicationController>,
+) -> Scales {
+    let mut scales = Scales::default();
+    let mut add = |meta: &kube::api::ObjectMeta, kind: &str, replicas: Option<i32>| {
+        let key = (
+            meta.namespace.clone().unwrap_or_default(),
+            kind.to_string(),
+            meta.uid.clone().unwrap_or_default(),
+        );
+        scales.replicas.insert(key, replicas.unwrap_or(1));
+    };
+    let (rs_snap, dep_snap) = (rss.state(), deps.state());
+    for o in &rs_snap {
+        add(
+            &o.metadata,
+            "ReplicaSet",
+            o.spec.as_ref().and_then(|s| s.replicas),
+        );
+    }
+    for o in &dep_snap {
+        add(
+            &o.metadata,
+            "Deployment",
+            o.spec.as_ref().and_then(|s| s.replicas),
+        );
+    }
+    for o in stss.state() {
+        add(
+            &o.metadata,
+            "StatefulSet",
+            o.spec.as_ref().and_then(|s| s.replicas),
+        );
+    }
+    for o in rcs.state() {
+        let replicas = o.spec.as_ref().and_then(|s| s.replicas);
+        add(&o.metadata, "ReplicationController", replicas);
+    }
+    let dep_uids: HashSet<&str> = dep_snap
+        .iter()
+        .filter_map(|d| d.metadata.uid.as_deref())
+        .collect();
+    for rs in &rs_snap {
+        if let (Some(uid), Some(("Deployment", dep))) =
+            (rs.metadata.uid.clone(), controller_of(&rs.metadata))
+            && dep_uids.contains(dep)
+        {
+            scales.rs_owner.insert(uid, dep.to_string());
+        }
+    }
+    scales
+}
+
 /// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
-    let cfg = watcher::Config::default;
-    let (pdbs, c1) = informer::informer(Api::<PodDisruptionBudget>::all(client.clone()), cfg());
-    let (pods, c2) = informer::informer(Api::<Pod>::all(client.clone()), cfg());
-    let (rss, c3) = informer::informer(Api::<ReplicaSet>::all(client.clone()), cfg());
-    let (deps, c4) = informer::informer(Api::<Deployment>::all(client.clone()), cfg());
-    let (stss, c5) = informer::informer(Api::<StatefulSet>::all(client.clone()), cfg());
-    let (rcs, c6) = informer::informer(Api::<ReplicationController>::all(client.clone()), cfg());
+pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Result<(), Error> {
+    let client = informers.client().clone();
+    let (pdbs, c1) = informers.changes::<PodDisruptionBudget>();
+    let (pods, c2) = informers.changes::<Pod>();
+    let (rss, c3) = informers.changes::<ReplicaSet>();
+    let (deps, c4) = informers.changes::<Deployment>();
+    let (stss, c5) = informers.changes::<StatefulSet>();
+    let (rcs, c6) = informers.changes::<ReplicationController>();
     let ready = vec![
         informer::listed(&pdbs),
         informer::listed(&pods),
@@ -215,6 +362,11 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<()
         informer::listed(&stss),
         informer::listed(&rcs),
     ];
+    let reporter = Reporter {
+        controller: "controllermanager".into(),
+        instance: None,
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
     let resync = Duration::from_secs(30);
     informer::run_loop(
         vec![c1, c2, c3, c4, c5, c6],
@@ -222,84 +374,97 @@ pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<()
         resync,
         shutdown,
         || {
-            let mut scales = Scales::default();
-            let mut add = |meta: &kube::api::ObjectMeta, kind: &str, replicas: Option<i32>| {
-                let key = (
-                    meta.namespace.clone().unwrap_or_default(),
-                    kind.to_string(),
-                    meta.uid.clone().unwrap_or_default(),
-                );
-                scales.replicas.insert(key, replicas.unwrap_or(1));
-            };
-            for o in rss.state() {
-                add(
-                    &o.metadata,
-                    "ReplicaSet",
-                    o.spec.as_ref().and_then(|s| s.replicas),
-                );
-            }
-            for o in deps.state() {
-                add(
-                    &o.metadata,
-                    "Deployment",
-                    o.spec.as_ref().and_then(|s| s.replicas),
-                );
-            }
-            for o in stss.state() {
-                add(
-                    &o.metadata,
-                    "StatefulSet",
-                    o.spec.as_ref().and_then(|s| s.replicas),
-                );
-            }
-            for o in rcs.state() {
-                add(
-                    &o.metadata,
-                    "ReplicationController",
-                    o.spec.as_ref().and_then(|s| s.replicas),
-                );
-            }
-            let dep_uids: HashSet<String> = deps
-                .state()
-                .iter()
-                .filter_map(|d| d.metadata.uid.clone())
-                .collect();
-            for rs in rss.state() {
-                if let (Some(uid), Some(("Deployment", dep))) =
-                    (rs.metadata.uid.clone(), controller_of(&rs.metadata))
-                    && dep_uids.contains(dep)
-                {
-                    scales.rs_owner.insert(uid, dep.to_string());
-                }
-            }
+            let scales = scales(&rss, &deps, &stss, &rcs);
             let (pdb_snap, pod_snap) = (pdbs.state(), pods.state());
             let pdb_refs: Vec<&PodDisruptionBudget> = pdb_snap.iter().map(AsRef::as_ref).collect();
             let pod_refs: Vec<&Pod> = pod_snap.iter().map(AsRef::as_ref).collect();
-            let updates = plan(&pdb_refs, &pod_refs, &scales, Timestamp::now());
-            let client = client.clone();
+            let now = Timestamp::now();
+            let plan = plan(&pdb_refs, &pod_refs, &scales, now);
+            // The budgets to write, with the resourceVersion their status was computed from.
+            let writes: Vec<PodDisruptionBudget> = plan
+                .updates
+                .into_iter()
+                .filter_map(|(ns, name, status)| {
+                    let pdb = pdb_refs.iter().find(|p| {
+                        p.metadata.namespace.as_deref() == Some(ns.as_str())
+                            && p.metadata.name.as_deref() == Some(name.as_str())
+                    })?;
+                    let mut pdb = (*pdb).clone();
+                    pdb.status = Some(status);
+                    Some(pdb)
+                })
+                .collect();
+            let wake = plan.recheck.map(|at| {
+                let wait = at.duration_since(now).max(SignedDuration::ZERO);
+                Duration::try_from(wait).unwrap_or_default()
+            });
+            let (client, recorder, not_deleted) =
+                (client.clone(), recorder.clone(), plan.not_deleted);
             async move {
-                let mut ok = true;
-                for (ns, name, status) in updates {
-                    let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
-                    let body = json!({"status": status});
-                    match api
-                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-                        Err(err) => {
-                            tracing::warn!(%err, pdb = name, "disruption: writing status failed");
-                            ok = false;
-                        }
-                    }
+                for n in &not_deleted {
+                    record_not_deleted(&recorder, n).await;
                 }
-                if ok { Next::Idle } else { Next::Retry }
+                let ok = write_all(&client, writes).await;
+                match (ok, wake) {
+                    (false, _) => Next::Retry,
+                    (true, Some(d)) => Next::After(d),
+                    (true, None) => Next::Idle,
+                }
             }
         },
     )
     .await;
     Ok(())
+}
+
+/// Writes each status at the resourceVersion it was computed from (as upstream's
+/// `UpdateStatus`, so an eviction recorded meanwhile is not lost); whether all went through.
+async fn write_all(client: &kube::Client, writes: Vec<PodDisruptionBudget>) -> bool {
+    let mut ok = true;
+    for pdb in writes {
+        let ns = pdb.metadata.namespace.clone().unwrap_or_default();
+        let name = pdb.metadata.name.clone().unwrap_or_default();
+        let api: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+        match api
+            .replace_status(&name, &PostParams::default(), &pdb)
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            // Changed meanwhile: the watch brings the new version, the retry recomputes.
+            Err(kube::Error::Api(s)) if s.code == 409 => ok = false,
+            Err(err) => {
+                tracing::warn!(%err, pdb = name, "disruption: writing status failed");
+                ok = false;
+            }
+        }
+    }
+    ok
+}
+
+/// Upstream's `NotDeleted` warning on a pod the budget expected to be deleted.
+async fn record_not_deleted(recorder: &Recorder, n: &NotDeleted) {
+    let reference = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(n.namespace.clone()),
+        name: Some(n.pod.clone()),
+        uid: (!n.uid.is_empty()).then(|| n.uid.clone()),
+        ..Default::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "NotDeleted".into(),
+        note: Some(format!(
+            "Pod was expected by PDB {}/{} to be deleted but it wasn't",
+            n.namespace, n.pdb
+        )),
+        action: "DisruptionBudget".into(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, &reference).await {
+        tracing::warn!(%err, pod = n.pod, "disruption: recording an event failed");
+    }
 }
 
 #[cfg(test)]
@@ -348,7 +513,7 @@ mod tests {
             &Scales::default(),
             Timestamp::UNIX_EPOCH,
         );
-        let s = &out[0].2;
+        let s = &out.updates[0].2;
         assert_eq!(
             (
                 s.expected_pods,
@@ -379,7 +544,7 @@ mod tests {
             .owner("ReplicaSet", "rs")
             .build();
         let p = pdb(None, Some(IntOrString::Int(1)));
-        let s = status(&p, &[&a, &b], &scales(3), Timestamp::UNIX_EPOCH);
+        let (s, _, _) = status(&p, &[&a, &b], &scales(3), Timestamp::UNIX_EPOCH);
         assert_eq!(
             (s.expected_pods, s.desired_healthy, s.disruptions_allowed),
             (3, 2, 0)
@@ -387,7 +552,7 @@ mod tests {
         let cond = &s.conditions.as_ref().expect("conditions")[0];
         assert_eq!(cond.reason, "InsufficientPods");
         let p = pdb(Some(IntOrString::String("50%".into())), None);
-        let s = status(&p, &[&a, &b], &scales(3), Timestamp::UNIX_EPOCH);
+        let (s, _, _) = status(&p, &[&a, &b], &scales(3), Timestamp::UNIX_EPOCH);
         assert_eq!(
             (s.expected_pods, s.desired_healthy, s.disruptions_allowed),
             (3, 2, 0)
@@ -398,7 +563,7 @@ mod tests {
     fn pods_without_controllers_fail_percentage_budgets() {
         let a = pod("a").labels(&[("app", "web")]).ready("True").build();
         let p = pdb(None, Some(IntOrString::String("10%".into())));
-        let s = status(&p, &[&a], &Scales::default(), Timestamp::UNIX_EPOCH);
+        let (s, _, _) = status(&p, &[&a], &Scales::default(), Timestamp::UNIX_EPOCH);
         let cond = &s.conditions.as_ref().expect("conditions")[0];
         assert_eq!(cond.reason, "SyncFailed");
         assert_eq!(s.disruptions_allowed, 0);
@@ -409,5 +574,95 @@ mod tests {
         assert_eq!(scaled(&IntOrString::String("50%".into()), 3), Some(2));
         assert_eq!(scaled(&IntOrString::String("10%".into()), 5), Some(1));
         assert_eq!(scaled(&IntOrString::String("x".into()), 5), None);
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs).expect("a time")
+    }
+
+    #[test]
+    fn disrupted_pods_are_pruned_and_the_allowance_recomputed() {
+        let web = |name: &str| pod(name).labels(&[("app", "web")]).ready("True");
+        // Evicted at 100 s: "pending" still awaits deletion, "stale" was never deleted,
+        // "deleting" is on its way out, "gone" no longer exists.
+        let (pending, stale, deleting) = (
+            web("pending").build(),
+            web("stale").build(),
+            web("deleting").deleting(at(150)).build(),
+        );
+        let mut p = pdb(Some(IntOrString::Int(1)), None);
+        let evicted = |secs: i64| Time(at(secs));
+        p.status = Some(PodDisruptionBudgetStatus {
+            disrupted_pods: Some(BTreeMap::from([
+                ("pending".to_string(), evicted(100)),
+                ("stale".to_string(), evicted(0)),
+                ("deleting".to_string(), evicted(100)),
+                ("gone".to_string(), evicted(100)),
+            ])),
+            ..Default::default()
+        });
+        let now = at(150);
+        let out = plan(
+            &[&p],
+            &[&pending, &stale, &deleting],
+            &Scales::default(),
+            now,
+        );
+        let (ns, name, s) = &out.updates[0];
+        assert_eq!((ns.as_str(), name.as_str()), ("default", "pdb"));
+        // Only the pending eviction stays; the stale pod counts as healthy again.
+        assert_eq!(
+            s.disrupted_pods,
+            Some(BTreeMap::from([("pending".to_string(), evicted(100))]))
+        );
+        assert_eq!(
+            (
+                s.expected_pods,
+                s.current_healthy,
+                s.desired_healthy,
+                s.disruptions_allowed
+            ),
+            (3, 1, 1, 0)
+        );
+        assert_eq!(
+            out.not_deleted,
+            vec![NotDeleted {
+                namespace: "default".into(),
+                pod: "stale".into(),
+                uid: "stale".into(),
+                pdb: "pdb".into(),
+            }]
+        );
+        // The pending entry expires at 100 s + the deletion timeout.
+        assert_eq!(out.recheck, Some(at(220)));
+        // Past that, it is dropped too and the pod counts again.
+        let mut p2 = p.clone();
+        p2.status = Some(s.clone());
+        let later = plan(
+            &[&p2],
+            &[&pending, &stale, &deleting],
+            &Scales::default(),
+            at(221),
+        );
+        let s = &later.updates[0].2;
+        assert_eq!(s.disrupted_pods, None);
+        assert_eq!((s.current_healthy, s.disruptions_allowed), (2, 1));
+        assert_eq!(later.recheck, None);
+    }
+
+    #[test]
+    fn a_budget_expecting_no_pods_allows_nothing() {
+        // The pods' ReplicaSet was scaled to zero: nothing is expected, nothing may go.
+        let a = pod("a")
+            .labels(&[("app", "web")])
+            .ready("True")
+            .owner("ReplicaSet", "rs");
+        let a = a.build();
+        let p = pdb(None, Some(IntOrString::Int(0)));
+        let (s, _, _) = status(&p, &[&a], &scales(0), Timestamp::UNIX_EPOCH);
+        assert_eq!(
+            (s.expected_pods, s.current_healthy, s.disruptions_allowed),
+            (0, 1, 0)
+        );
     }
 }

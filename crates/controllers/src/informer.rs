@@ -1,8 +1,8 @@
-//! The thin IO shell the snapshot controllers share: reflector stores fed by watches, and a loop
-//! that runs one sync at a time over the stores' snapshot whenever something changed (debounced),
-//! when the sync asked to be woken, and at every resync period.
+//! The thin IO shell the snapshot controllers share: a loop that runs one sync at a time over the
+//! shared informers' stores whenever something changed (debounced), when the sync asked to be
+//! woken, and at every resync period. The stores and their change streams come from
+//! [`SharedInformers::changes`] (or [`selected`] for a field-selected subset).
 
-use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
@@ -10,10 +10,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, SelectAll};
 use futures::{StreamExt, stream};
-use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use serde::de::DeserializeOwned;
+use k8rs_controller_runtime::{SharedInformers, Watched};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How long the loop gathers changes before it syncs.
@@ -21,27 +21,22 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 /// How long a failed sync waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// A store kept up to date by a watch, and the stream of its changes (one `()` per event).
-pub fn informer<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, BoxStream<'static, ()>)
-where
-    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
-{
-    let (reader, writer) = reflector::store();
-    let changes = watcher(api, config)
-        .default_backoff()
-        .reflect(writer)
-        .filter_map(|event| async move {
-            match event {
-                Ok(_) => Some(()),
-                Err(err) => {
-                    tracing::warn!(%err, kind = std::any::type_name::<K>(), "watch failed; retrying");
-                    None
-                }
-            }
-        })
-        .boxed();
-    (reader, changes)
+/// As [`SharedInformers::changes`], for the objects `config` selects (shared only with
+/// subscribers of the same selection): for controllers that need a handful of objects of a
+/// type nobody else caches whole.
+pub fn selected<K: Watched>(
+    informers: &SharedInformers,
+    config: watcher::Config,
+) -> (Store<K>, BoxStream<'static, ()>) {
+    let (tx, rx) = mpsc::channel::<()>(1);
+    let store = informers.subscribe_with::<K, _>(config, move |_| {
+        let _ = tx.try_send(());
+    });
+    let stream = stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|()| ((), rx)) },
+    );
+    (store, stream.boxed())
 }
 
 /// What a sync asks of the loop.
@@ -69,7 +64,7 @@ pub async fn run_loop<F, Fut>(
     Fut: Future<Output = Next>,
 {
     let mut changes: SelectAll<BoxStream<'static, ()>> = stream::select_all(changes);
-    // The watches only make progress while polled: drive them until every store listed.
+    // The changes before every store listed need no sync of their own.
     let ready = futures::future::join_all(ready);
     tokio::pin!(ready);
     loop {
@@ -102,14 +97,31 @@ pub async fn run_loop<F, Fut>(
     }
 }
 
-/// A future that ends once `store` has listed.
+/// How often a wait for a store's first list looks again.
+const READY_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until `store` has listed once. `Store::wait_until_ready` keeps the waker of only the
+/// last task that polled it (and `SharedInformers::subscribe` polls it with a no-op waker), so
+/// on a store shared by several controllers a plain wait can miss its wake-up: look again every
+/// [`READY_POLL`].
+pub async fn wait_listed<K>(store: &Store<K>)
+where
+    K: kube::Resource + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + Hash + Clone + Send + Sync,
+{
+    // Ready, or an error: the informer stopped (shutdown) and there is nothing to wait for.
+    while tokio::time::timeout(READY_POLL, store.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
+/// A future that ends once `store` has listed (see [`wait_listed`]).
 pub fn listed<K>(store: &Store<K>) -> BoxFuture<'static, ()>
 where
     K: kube::Resource + Clone + Send + Sync + 'static,
     K::DynamicType: Eq + Hash + Clone + Send + Sync,
 {
     let store = store.clone();
-    Box::pin(async move {
-        let _ = store.wait_until_ready().await;
-    })
+    Box::pin(async move { wait_listed(&store).await })
 }

@@ -5,10 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::watcher;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -154,7 +154,7 @@ impl PodGc {
 
 /// Runs PodGC until `shutdown`.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: PodGcConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -164,10 +164,9 @@ pub async fn run(
             message: "the check period must be positive".into(),
         });
     }
-    let (nodes, node_changes) =
-        informer::informer(Api::<Node>::all(client.clone()), watcher::Config::default());
-    let (pods, pod_changes) =
-        informer::informer(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    let client = informers.client().clone();
+    let (nodes, node_changes) = informers.changes::<Node>();
+    let (pods, pod_changes) = informers.changes::<Pod>();
     let ready = vec![informer::listed(&nodes), informer::listed(&pods)];
     let mut gc = PodGc::default();
     let period = config.gc_check_period;

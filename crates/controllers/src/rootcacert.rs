@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::watcher;
@@ -103,9 +104,10 @@ pub fn plan(
     out
 }
 
-/// Runs the publisher until `shutdown`.
+/// Runs the publisher until `shutdown`. Only the `kube-root-ca.crt` ConfigMaps are cached (a
+/// field-selected subscription): nothing else in the controller manager caches ConfigMaps.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: RootCaCertConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -115,12 +117,10 @@ pub async fn run(
             message: "no CA certificate".into(),
         });
     }
-    let (namespaces, ns_changes) = informer::informer(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let client = informers.client().clone();
+    let (namespaces, ns_changes) = informers.changes::<Namespace>();
     let by_name = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP}"));
-    let (maps, cm_changes) = informer::informer(Api::<ConfigMap>::all(client.clone()), by_name);
+    let (maps, cm_changes) = informer::selected::<ConfigMap>(&informers, by_name);
     let ready = vec![informer::listed(&namespaces), informer::listed(&maps)];
     let ca = config.ca_pem;
     informer::run_loop(

@@ -4,13 +4,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
+use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::informer::{self, Next};
-use tokio_util::sync::CancellationToken;
 
 /// The account every namespace gets.
 pub const DEFAULT_ACCOUNT: &str = "default";
@@ -35,15 +36,13 @@ pub fn plan(namespaces: &[&Namespace], accounts: &HashSet<String>) -> Vec<String
     out
 }
 
-/// Runs the controller until `shutdown`.
-pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
-    let (namespaces, ns_changes) = informer::informer(
-        Api::<Namespace>::all(client.clone()),
-        watcher::Config::default(),
-    );
+/// Runs the controller until `shutdown`. Only the `default` accounts are cached (a
+/// field-selected subscription): nothing else in the controller manager needs the others.
+pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Result<(), Error> {
+    let client = informers.client().clone();
+    let (namespaces, ns_changes) = informers.changes::<Namespace>();
     let by_name = watcher::Config::default().fields(&format!("metadata.name={DEFAULT_ACCOUNT}"));
-    let (accounts, sa_changes) =
-        informer::informer(Api::<ServiceAccount>::all(client.clone()), by_name);
+    let (accounts, sa_changes) = informer::selected::<ServiceAccount>(&informers, by_name);
     let ready = vec![informer::listed(&namespaces), informer::listed(&accounts)];
     informer::run_loop(
         vec![ns_changes, sa_changes],

@@ -8,9 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -110,13 +110,10 @@ fn current(svc: &Service) -> Vec<String> {
 }
 
 /// Runs ServiceLB until `shutdown`.
-pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
-    let (services, svc_changes) = informer::informer(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let (nodes, node_changes) =
-        informer::informer(Api::<Node>::all(client.clone()), watcher::Config::default());
+pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Result<(), Error> {
+    let client = informers.client().clone();
+    let (services, svc_changes) = informers.changes::<Service>();
+    let (nodes, node_changes) = informers.changes::<Node>();
     let ready = vec![informer::listed(&services), informer::listed(&nodes)];
     informer::run_loop(
         vec![svc_changes, node_changes],

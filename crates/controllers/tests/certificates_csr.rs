@@ -6,6 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_controllers::certificates::{self, CertificatesConfig};
 use k8rs_testing::{TestServer, eventually};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -57,7 +58,7 @@ async fn bootstrap_requests_are_approved_and_issued() {
     )
     .expect("the server's PKI");
     tokio::spawn(certificates::run(
-        server.client(),
+        SharedInformers::new(server.client(), server.shutdown_token()),
         CertificatesConfig::new(Arc::new(pki)),
         server.shutdown_token(),
     ));

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_controllers::rootcacert::{self, RootCaCertConfig};
 use k8rs_controllers::serviceaccount;
 use k8rs_testing::{TestServer, eventually};
@@ -18,9 +19,13 @@ async fn every_namespace_gets_its_account_and_ca_bundle() {
     let server = TestServer::start().await;
     let client = server.client();
     let ca = server.pki.ca_cert_pem().to_string();
-    tokio::spawn(serviceaccount::run(client.clone(), server.shutdown_token()));
+    let informers = SharedInformers::new(client.clone(), server.shutdown_token());
+    tokio::spawn(serviceaccount::run(
+        informers.clone(),
+        server.shutdown_token(),
+    ));
     tokio::spawn(rootcacert::run(
-        client.clone(),
+        informers,
         RootCaCertConfig { ca_pem: ca.clone() },
         server.shutdown_token(),
     ));

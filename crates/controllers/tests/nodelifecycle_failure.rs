@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_controllers::disruption;
 use k8rs_controllers::nodeipam::{self, NodeIpamConfig};
 use k8rs_controllers::nodelifecycle::{self, NodeLifecycleConfig};
@@ -104,13 +105,15 @@ async fn a_failed_node_is_tainted_its_pods_evicted_and_it_recovers() {
         node_eviction_rate: 100.0,
         ..NodeLifecycleConfig::default()
     };
+    // The two controllers share the node informer, as in the controller manager.
+    let informers = SharedInformers::new(client.clone(), server.shutdown_token());
     tokio::spawn(nodelifecycle::run(
-        client.clone(),
+        informers.clone(),
         config,
         server.shutdown_token(),
     ));
     tokio::spawn(nodeipam::run(
-        client.clone(),
+        informers,
         NodeIpamConfig::default(),
         server.shutdown_token(),
     ));
@@ -212,7 +215,8 @@ async fn pod_gc_removes_orphans_and_old_terminated_pods() {
         gc_check_period: Duration::from_millis(200),
         quarantine: Duration::from_millis(300),
     };
-    tokio::spawn(podgc::run(client.clone(), config, server.shutdown_token()));
+    let informers = SharedInformers::new(client.clone(), server.shutdown_token());
+    tokio::spawn(podgc::run(informers, config, server.shutdown_token()));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     create_pod(&pods, "orphan", "ghost-node", 300).await;
     for name in ["done-1", "done-2"] {
@@ -258,9 +262,10 @@ fn kubectl_output(server: &TestServer, args: &[&str]) -> (bool, String) {
 async fn drain_honours_budgets_from_the_disruption_controller() {
     let server = TestServer::start().await;
     let client = server.client();
-    tokio::spawn(disruption::run(client.clone(), server.shutdown_token()));
+    let informers = SharedInformers::new(client.clone(), server.shutdown_token());
+    tokio::spawn(disruption::run(informers.clone(), server.shutdown_token()));
     tokio::spawn(nodeipam::run(
-        client.clone(),
+        informers,
         NodeIpamConfig::default(),
         server.shutdown_token(),
     ));

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_controllers::resourcequota::{self, ResourceQuotaConfig};
 use k8rs_testing::{TestServer, eventually};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ResourceQuota, Service};
@@ -87,7 +88,7 @@ async fn usage_follows_pods_configmaps_and_services() {
     let server = TestServer::start().await;
     let client = server.client();
     tokio::spawn(resourcequota::run(
-        client.clone(),
+        SharedInformers::new(client.clone(), server.shutdown_token()),
         ResourceQuotaConfig::default(),
         server.shutdown_token(),
     ));

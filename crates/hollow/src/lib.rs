@@ -24,6 +24,7 @@ pub mod kubelet;
 pub mod metrics;
 pub mod node;
 pub mod register;
+pub mod serving;
 pub mod status;
 pub mod usage;
 pub mod writer;
@@ -33,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use annotations::{PodUsage, usage};
 pub use metrics::MetricsEndpoint;
+pub use serving::MetricsTls;
 pub use usage::UsageTable;
 
 /// Errors of the hollow nodes: only a configuration the API server would refuse stops them; API
@@ -68,6 +70,9 @@ pub struct HollowConfig {
     /// this address as its InternalIP and this port as its kubelet port. `None`: no metrics,
     /// each node has its own unroutable InternalIP and advertises port 10250.
     pub metrics: Option<MetricsEndpoint>,
+    /// Where the metrics endpoint's serving certificate comes from (the API server verifies it
+    /// against the cluster CA): by default a `kubelet-serving` CSR the cluster's signer signs.
+    pub metrics_tls: MetricsTls,
 }
 
 impl Default for HollowConfig {
@@ -81,6 +86,7 @@ impl Default for HollowConfig {
             zone: None,
             images: Vec::new(),
             metrics: None,
+            metrics_tls: MetricsTls::default(),
         }
     }
 }
@@ -106,7 +112,8 @@ pub async fn run_with_usage(
     let mut config = config;
     let metrics = match config.metrics {
         Some(endpoint) => {
-            let bound = metrics::bind(endpoint).await?;
+            let first = node::node_name(&config.name_prefix, 0);
+            let bound = metrics::bind(endpoint, &config.metrics_tls, &first).await?;
             config.metrics = Some(bound.endpoint);
             tracing::info!(endpoint = ?bound.endpoint, "hollow node metrics served");
             Some(bound)
@@ -130,6 +137,15 @@ pub async fn run_with_usage(
         })
         .collect();
     let metrics = metrics.map(|bound| {
+        if let (MetricsTls::Csr, Some(first)) = (&config.metrics_tls, registered.first()) {
+            tokio::spawn(serving::rotate(
+                client.clone(),
+                first.name.clone(),
+                bound.endpoint.address,
+                bound.serving.clone(),
+                shutdown.clone(),
+            ));
+        }
         let names = registered.iter().map(|r| r.name.clone()).collect();
         tokio::spawn(metrics::serve(
             bound,

@@ -1,11 +1,10 @@
 //! The kubelet's resource metrics endpoint, `GET /metrics/resource`, for every hollow node of
-//! the process: one HTTPS server (a self-signed certificate made at start) in the Prometheus
+//! the process: one HTTPS server (its certificate from [`crate::serving`]) in the Prometheus
 //! text format the kubelet serves and metrics-server scrapes. Node-level series carry a
 //! `node="NAME"` label because one endpoint serves many nodes.
 //!
 //! Client certificates are neither asked for nor checked: a hollow node has nothing to hide.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,12 +14,14 @@ use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use k8rs_auth::serving::ServingCert;
+use k8rs_resourcemetrics as resourcemetrics;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
+use crate::serving::MetricsTls;
 use crate::usage::{NodeSample, UsageTable};
 
 /// Where the process serves metrics, which every one of its nodes advertises (as InternalIP
@@ -43,7 +44,7 @@ impl Default for MetricsEndpoint {
 }
 
 /// The path of the resource metrics.
-pub const PATH: &str = "/metrics/resource";
+pub const PATH: &str = resourcemetrics::PATH;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound metrics listener, before it serves.
@@ -52,10 +53,13 @@ pub struct Bound {
     acceptor: TlsAcceptor,
     /// The endpoint actually bound (the port picked when 0 was asked).
     pub endpoint: MetricsEndpoint,
+    /// The certificate presented, for [`crate::serving::rotate`].
+    pub serving: Arc<ServingCert>,
 }
 
-/// Binds the endpoint and makes its self-signed certificate.
-pub async fn bind(endpoint: MetricsEndpoint) -> Result<Bound, Error> {
+/// Binds the endpoint with the certificate `tls` gives (self-signed for `node` until a
+/// requested one is issued).
+pub async fn bind(endpoint: MetricsEndpoint, tls: &MetricsTls, node: &str) -> Result<Bound, Error> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         Error::MetricsServerFailed(format!(
             "{what} {}:{}: {e}",
@@ -69,8 +73,8 @@ pub async fn bind(endpoint: MetricsEndpoint) -> Result<Bound, Error> {
         .local_addr()
         .map_err(|e| failed("binding", &e))?
         .port();
-    let acceptor =
-        acceptor(endpoint.address).map_err(|e| failed("making a certificate for", &e))?;
+    let (acceptor, serving) = acceptor(endpoint.address, tls, node)
+        .map_err(|e| failed("setting up the certificate for", &e))?;
     Ok(Bound {
         listener,
         acceptor,
@@ -78,25 +82,26 @@ pub async fn bind(endpoint: MetricsEndpoint) -> Result<Bound, Error> {
             address: endpoint.address,
             port,
         },
+        serving,
     })
 }
 
-fn acceptor(address: Ipv4Addr) -> Result<TlsAcceptor, String> {
-    let sans = vec![address.to_string(), "localhost".to_string()];
-    let certified = rcgen::generate_simple_self_signed(sans).map_err(|e| e.to_string())?;
-    let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-        certified.signing_key.serialize_der(),
-    ));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .map_err(|e| e.to_string())?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+fn acceptor(
+    address: Ipv4Addr,
+    tls: &MetricsTls,
+    node: &str,
+) -> Result<(TlsAcceptor, Arc<ServingCert>), String> {
+    let pem = match tls {
+        MetricsTls::Provided { cert_pem, key_pem } => k8rs_auth::CertAndKey {
+            cert_pem: cert_pem.clone(),
+            key_pem: key_pem.clone(),
+        },
+        MetricsTls::Csr => crate::serving::self_signed(node, address)?,
+    };
+    let serving = Arc::new(ServingCert::new(&pem).map_err(|e| e.to_string())?);
+    let config =
+        k8rs_auth::serving::server_config(serving.clone(), None).map_err(|e| e.to_string())?;
+    Ok((TlsAcceptor::from(Arc::new(config)), serving))
 }
 
 /// Serves `/metrics/resource` for `nodes` until `shutdown`.
@@ -152,7 +157,7 @@ fn respond(path: &str, nodes: &[String], usage: &UsageTable) -> Response<Full<By
             let samples: Vec<(String, NodeSample)> =
                 nodes.iter().map(|n| (n.clone(), usage.sample(n))).collect();
             let text = render(&samples, nodes.len() > 1, SystemTime::now());
-            (StatusCode::OK, "text/plain; version=0.0.4", text)
+            (StatusCode::OK, resourcemetrics::CONTENT_TYPE, text)
         }
         "/healthz" => (StatusCode::OK, "text/plain", "ok".to_string()),
         _ => (
@@ -169,135 +174,60 @@ fn respond(path: &str, nodes: &[String], usage: &UsageTable) -> Response<Full<By
     resp
 }
 
-/// One metric family: help, type and samples.
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    lines: Vec<String>,
+fn usage(cpu_seconds: f64, memory_bytes: u64, ts_ms: i64) -> resourcemetrics::Usage {
+    resourcemetrics::Usage {
+        cpu: Some(resourcemetrics::Point::new(cpu_seconds, ts_ms)),
+        memory: Some(resourcemetrics::Point::new(memory_bytes as f64, ts_ms)),
+    }
 }
 
-impl Family {
-    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
-        Family {
-            name,
-            help,
-            kind,
-            lines: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, labels: &[(&str, &str)], value: f64, ts_ms: u128) {
-        let mut line = self.name.to_string();
-        if !labels.is_empty() {
-            let parts: Vec<String> = labels
+fn node_metrics(
+    node: &str,
+    s: &NodeSample,
+    label_nodes: bool,
+    ts_ms: i64,
+) -> resourcemetrics::NodeMetrics {
+    let pods = s.pods.iter().map(|p| {
+        let started = p
+            .start_time
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        resourcemetrics::PodMetrics {
+            namespace: p.namespace.clone(),
+            name: p.name.clone(),
+            usage: usage(p.cpu_seconds, p.memory_bytes, ts_ms),
+            containers: p
+                .containers
                 .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                .collect();
-            let _ = write!(line, "{{{}}}", parts.join(","));
+                .map(|c| resourcemetrics::ContainerMetrics {
+                    name: c.name.clone(),
+                    usage: usage(c.cpu_seconds, c.memory_bytes, ts_ms),
+                    start_time: resourcemetrics::Point::new(started, ts_ms),
+                })
+                .collect(),
         }
-        let _ = write!(line, " {value} {ts_ms}");
-        self.lines.push(line);
-    }
-
-    fn write(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP {} [STABLE] {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
-        for l in &self.lines {
-            out.push_str(l);
-            out.push('\n');
-        }
+    });
+    resourcemetrics::NodeMetrics {
+        node: label_nodes.then(|| node.to_string()),
+        usage: usage(s.cpu_seconds, s.memory_bytes, ts_ms),
+        pods: pods.collect(),
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// The Prometheus text of `/metrics/resource` for these nodes at `now`, families sorted by
-/// name as the kubelet's registry writes them; node series are labelled with their node when
-/// `label_nodes`.
+/// The Prometheus text of `/metrics/resource` for these nodes at `now` (every series taken
+/// then); node series are labelled with their node when `label_nodes`.
 pub fn render(samples: &[(String, NodeSample)], label_nodes: bool, now: SystemTime) -> String {
-    let ts = now
+    let ts_ms = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let mut c_cpu = Family::new(
-        "container_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the container in core-seconds",
-    );
-    let mut c_mem = Family::new(
-        "container_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the container in bytes",
-    );
-    let mut c_start = Family::new(
-        "container_start_time_seconds",
-        "gauge",
-        "Start time of the container since unix epoch in seconds",
-    );
-    let mut n_cpu = Family::new(
-        "node_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the node in core-seconds",
-    );
-    let mut n_mem = Family::new(
-        "node_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the node in bytes",
-    );
-    let mut p_cpu = Family::new(
-        "pod_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the pod in core-seconds",
-    );
-    let mut p_mem = Family::new(
-        "pod_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the pod in bytes",
-    );
-    for (node, s) in samples {
-        let node_labels: &[(&str, &str)] = if label_nodes {
-            &[("node", node.as_str())]
-        } else {
-            &[]
-        };
-        n_cpu.push(node_labels, s.cpu_seconds, ts);
-        n_mem.push(node_labels, s.memory_bytes as f64, ts);
-        for p in &s.pods {
-            let pod = [
-                ("namespace", p.namespace.as_str()),
-                ("pod", p.name.as_str()),
-            ];
-            p_cpu.push(&pod, p.cpu_seconds, ts);
-            p_mem.push(&pod, p.memory_bytes as f64, ts);
-            let started = p
-                .start_time
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            for c in &p.containers {
-                let labels = [
-                    ("container", c.name.as_str()),
-                    ("namespace", p.namespace.as_str()),
-                    ("pod", p.name.as_str()),
-                ];
-                c_cpu.push(&labels, c.cpu_seconds, ts);
-                c_mem.push(&labels, c.memory_bytes as f64, ts);
-                c_start.push(&labels, started, ts);
-            }
-        }
-    }
-    let mut out = String::new();
-    for f in [c_cpu, c_mem, c_start, n_cpu, n_mem, p_cpu, p_mem] {
-        f.write(&mut out);
-    }
-    out.push_str("# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, 0 otherwise\n");
-    out.push_str("# TYPE resource_scrape_error gauge\nresource_scrape_error 0\n");
-    out
+    let ts_ms = i64::try_from(ts_ms).unwrap_or(i64::MAX);
+    let nodes: Vec<_> = samples
+        .iter()
+        .map(|(node, s)| node_metrics(node, s, label_nodes, ts_ms))
+        .collect();
+    resourcemetrics::render(&nodes)
 }
 
 #[cfg(test)]
@@ -325,24 +255,25 @@ mod tests {
     }
 
     #[test]
-    fn renders_the_kubelet_resource_metrics() {
+    fn every_series_is_taken_now() {
         let now = UNIX_EPOCH + Duration::from_millis(1_700_000_123_456);
+        let ts = 1_700_000_123_456;
+        let m = node_metrics("n1", &sample(), true, ts);
+        assert_eq!(m.node.as_deref(), Some("n1"));
+        assert_eq!(m.usage, usage(12.5, 1024, ts));
+        let pod = &m.pods[0];
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str()),
+            ("default", "web")
+        );
+        assert_eq!(pod.usage, usage(2.5, 512, ts));
+        let app = &pod.containers[0];
+        assert_eq!(app.name, "app");
+        assert_eq!(app.usage, usage(2.5, 512, ts));
+        assert_eq!(app.start_time, resourcemetrics::Point::new(1.7e9, ts));
+        assert_eq!(node_metrics("n1", &sample(), false, ts).node, None);
         let text = render(&[("n1".into(), sample())], true, now);
-        for want in [
-            "# TYPE node_cpu_usage_seconds_total counter\n",
-            "node_cpu_usage_seconds_total{node=\"n1\"} 12.5 1700000123456\n",
-            "node_memory_working_set_bytes{node=\"n1\"} 1024 1700000123456\n",
-            "pod_cpu_usage_seconds_total{namespace=\"default\",pod=\"web\"} 2.5 1700000123456\n",
-            "pod_memory_working_set_bytes{namespace=\"default\",pod=\"web\"} 512 1700000123456\n",
-            "container_cpu_usage_seconds_total{container=\"app\",namespace=\"default\",pod=\"web\"} 2.5 1700000123456\n",
-            "container_memory_working_set_bytes{container=\"app\",namespace=\"default\",pod=\"web\"} 512 1700000123456\n",
-            "container_start_time_seconds{container=\"app\",namespace=\"default\",pod=\"web\"} 1700000000 1700000123456\n",
-            "resource_scrape_error 0\n",
-        ] {
-            assert!(text.contains(want), "missing {want:?} in\n{text}");
-        }
-        let single = render(&[("n1".into(), sample())], false, now);
-        assert!(single.contains("\nnode_cpu_usage_seconds_total 12.5 1700000123456\n"));
+        assert!(text.contains("node_cpu_usage_seconds_total{node=\"n1\"} 12.5 1700000123456\n"));
     }
 
     #[test]

@@ -65,7 +65,7 @@ async fn hollow_nodes_run_pods_and_stay_alive() {
     let client = server.client().await;
     let shutdown = CancellationToken::new();
     let ipam = tokio::spawn(nodeipam::run(
-        client.clone(),
+        k8rs_controller_runtime::SharedInformers::new(client.clone(), shutdown.clone()),
         NodeIpamConfig::default(),
         shutdown.clone(),
     ));
@@ -229,7 +229,11 @@ async fn exhausted_cluster_cidr_reports_cidr_not_available() {
         cluster_cidr: (Ipv4Addr::new(10, 99, 0, 0), 24),
         node_cidr_mask_size: 24,
     };
-    tokio::spawn(nodeipam::run(client.clone(), config, shutdown.clone()));
+    tokio::spawn(nodeipam::run(
+        k8rs_controller_runtime::SharedInformers::new(client.clone(), shutdown.clone()),
+        config,
+        shutdown.clone(),
+    ));
     tokio::spawn(k8rs_hollow::run(
         client.clone(),
         hollow(2, "small-"),

@@ -40,7 +40,11 @@ async fn thousands_of_hollow_nodes() {
         cluster_cidr: (Ipv4Addr::new(10, 48, 0, 0), 12),
         node_cidr_mask_size: 25,
     };
-    tokio::spawn(nodeipam::run(client.clone(), ipam, shutdown.clone()));
+    tokio::spawn(nodeipam::run(
+        k8rs_controller_runtime::SharedInformers::new(client.clone(), shutdown.clone()),
+        ipam,
+        shutdown.clone(),
+    ));
     let start = Instant::now();
     let config = HollowConfig {
         count: node_count,

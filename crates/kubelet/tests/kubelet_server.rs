@@ -120,7 +120,8 @@ async fn follow_lines(kubeconfig: &Path, args: &[&str], n: usize) -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubelet_api_serves_logs_and_metrics_to_admins_and_kubectl() -> anyhow::Result<()> {
     let port = free_port()?;
-    // The kubelet's API starts once the CA is known (the test server's): restart with it.
+    // The kubelet's API starts once the CA is known (the test server's): restart with it, as
+    // its node, with a signer: the API server only trusts an issued serving certificate.
     let mut node = common::Node::start_with(21, |c| {
         c.server_port = 0;
         c.serving_csr_timeout = Duration::from_secs(2);
@@ -129,7 +130,8 @@ async fn kubelet_api_serves_logs_and_metrics_to_admins_and_kubectl() -> anyhow::
     node.stop_kubelet().await;
     node.config.server_port = port;
     node.config.client_ca_pem = Some(node.server.pki.ca_cert_pem().to_string());
-    node.start_kubelet();
+    node.start_signer()?;
+    node.start_kubelet_as_node();
 
     let client = node.server.client();
     let name = node.config.node_name.clone();
@@ -271,7 +273,6 @@ async fn kubelet_api_serves_logs_and_metrics_to_admins_and_kubectl() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serving_certificate_is_issued_through_a_csr() -> anyhow::Result<()> {
-    use k8rs_controllers::certificates::{self, CertificatesConfig};
     use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
     let port = free_port()?;
@@ -279,36 +280,9 @@ async fn serving_certificate_is_issued_through_a_csr() -> anyhow::Result<()> {
     node.stop_kubelet().await;
     node.config.server_port = port;
     node.config.client_ca_pem = Some(node.server.pki.ca_cert_pem().to_string());
-    let pki = k8rs_auth::pki::ClusterPki::load_or_create(
-        node.server.pki.dir(),
-        &k8rs_auth::pki::PkiOptions {
-            service_ip: "10.43.0.1".parse()?,
-            extra_sans: vec![],
-            host_ips: Some(vec![]),
-        },
-    )?;
-    tokio::spawn(certificates::run(
-        node.server.client(),
-        CertificatesConfig::new(std::sync::Arc::new(pki)),
-        node.server.shutdown_token(),
-    ));
-    // The kubelet runs as its node, as the approver requires of serving CSRs.
+    node.start_signer()?;
+    node.start_kubelet_as_node();
     let name = node.config.node_name.clone();
-    let as_node = node
-        .server
-        .client_as(&format!("system:node:{name}"), &["system:nodes"]);
-    let token = node.server.shutdown_token();
-    let task = tokio::spawn(k8rs_kubelet::run(
-        as_node,
-        node.config.clone(),
-        token.clone(),
-    ));
-    node.kubelet = Some((
-        token,
-        tokio::spawn(async move {
-            let _ = task.await;
-        }),
-    ));
 
     let dir = tempfile::tempdir()?;
     let (ca, crt, key) = (

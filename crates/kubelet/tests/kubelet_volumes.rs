@@ -1,6 +1,7 @@
-//! End to end: volumes on a real containerd for an in-process API server: configMap (and its
-//! update reaching the running pod), secret, an emptyDir shared by two containers, and the
-//! service-account token of `kube-api-access-*` authenticating against the API server.
+//! End to end: volumes on a real containerd for an in-process API server: configMap and secret
+//! (and their updates reaching the running pod within seconds, through watches), secrets and
+//! tokens on tmpfs mounts that pod teardown removes, an emptyDir shared by two containers, and
+//! the service-account token of `kube-api-access-*` authenticating against the API server.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use common::IMAGE;
@@ -16,6 +17,24 @@ use k8rs_kubelet::cri::Cri;
 use k8rs_testing::eventually;
 
 const WAIT: Duration = Duration::from_secs(30);
+/// How soon a changed ConfigMap or Secret must be in the pod (the periodic re-sync is 60 s).
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// The mount points at or under `dir` with their filesystem types, from mountinfo.
+fn mounts_under(dir: &std::path::Path) -> Vec<(String, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dir = dir.to_string_lossy().into_owned();
+    info.lines()
+        .filter_map(|l| {
+            let (fields, rest) = l.split_once(" - ")?;
+            let point = fields.split(' ').nth(4)?;
+            let fs = rest.split(' ').next()?;
+            point
+                .starts_with(&dir)
+                .then(|| (point.to_string(), fs.to_string()))
+        })
+        .collect()
+}
 
 fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> anyhow::Result<T> {
     Ok(serde_json::from_value(v)?)
@@ -150,19 +169,57 @@ async fn volumes_reach_containers_and_configmap_updates_reach_running_pods() -> 
     let me = seen.get("vols").await?;
     assert_eq!(me.metadata.name.as_deref(), Some("vols"));
 
-    // A changed ConfigMap reaches the running pod (periodic re-sync, ~10 s).
+    // Secrets and tokens live on tmpfs; configMaps on disk.
+    let uid = pods.get("vols").await?.metadata.uid.unwrap_or_default();
+    let pod_dir = node.config.data_dir.join("pods").join(&uid);
+    let vols = pod_dir.join("volumes");
+    let mounts = mounts_under(&vols);
+    let fs_of = |rel: &str| {
+        let path = vols.join(rel).to_string_lossy().into_owned();
+        mounts
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, f)| f.clone())
+    };
+    assert_eq!(
+        fs_of("kubernetes.io~secret/creds").as_deref(),
+        Some("tmpfs"),
+        "{mounts:?}"
+    );
+    let projected = mounts
+        .iter()
+        .any(|(p, f)| p.contains("kubernetes.io~projected/kube-api-access-") && f == "tmpfs");
+    assert!(projected, "{mounts:?}");
+    assert_eq!(fs_of("kubernetes.io~configmap/cfg"), None, "{mounts:?}");
+
+    // A changed ConfigMap or Secret reaches the running pod promptly (watched).
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let patch = json!({"data": {"greeting": "bye"}});
     cms.patch("cfg", &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    eventually(
-        "the updated ConfigMap in the pod",
-        Duration::from_secs(20),
-        || async {
-            let v = cat(cri.as_ref(), &writer, "/etc/cfg/greeting").await?;
-            (v == "bye").then_some(())
-        },
-    )
+    eventually("the updated ConfigMap in the pod", PROMPT, || async {
+        let v = cat(cri.as_ref(), &writer, "/etc/cfg/greeting").await?;
+        (v == "bye").then_some(())
+    })
     .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let patch = json!({"stringData": {"password": "swordfish"}});
+    secrets
+        .patch("creds", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    eventually("the updated Secret in the pod", PROMPT, || async {
+        let v = cat(cri.as_ref(), &writer, "/etc/creds/password").await?;
+        (v == "swordfish").then_some(())
+    })
+    .await;
+
+    // Teardown leaves no mount behind.
+    pods.delete("vols", &DeleteParams::default()).await?;
+    eventually("the pod gone", WAIT, || async {
+        matches!(pods.get_opt("vols").await, Ok(None)).then_some(())
+    })
+    .await;
+    assert_eq!(mounts_under(&pod_dir), vec![]);
+    assert!(!pod_dir.exists());
     Ok(())
 }

@@ -15,27 +15,26 @@
 //!
 //! The binary also runs its own helpers inside the namespaces (`serve`, `probe`, `connect`).
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8rs_proxy::ProxyConfig;
-use k8rs_testing::{TestServer, netguard};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8rs_testing::netguard;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::PostParams;
+use support::{ApiServer, Lab, proxy_config, quiet, self_in, service, slice, start_proxy};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 42, 255, 1);
 const POD1: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 11);
 const POD2: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 12);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 13);
@@ -128,160 +127,7 @@ fn connect(args: &[String]) -> Result<(), BoxError> {
     Ok(())
 }
 
-// ---- the lab ----
-
-fn sh(args: &[&str]) -> Result<(), BoxError> {
-    let status = Command::new(args[0]).args(&args[1..]).status()?;
-    if !status.success() {
-        return Err(format!("{args:?} failed").into());
-    }
-    Ok(())
-}
-
-fn self_exe() -> Result<String, BoxError> {
-    Ok(std::env::current_exe()?.to_string_lossy().into_owned())
-}
-
-/// Namespaces and helper processes, removed on drop.
-#[derive(Default)]
-struct Lab {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn netns(&mut self, what: &str) -> Result<String, BoxError> {
-        let name = format!("k8rs-proxy-lat-{}-{what}", std::process::id());
-        sh(&["ip", "netns", "add", &name])?;
-        self.namespaces.push(name.clone());
-        sh(&["ip", "-n", &name, "link", "set", "lo", "up"])?;
-        Ok(name)
-    }
-
-    /// A pod namespace at `ip` behind a veth to `node`; returns its name and the node's end.
-    fn pod(&mut self, node: &str, ip: Ipv4Addr, what: &str) -> Result<(String, String), BoxError> {
-        let pod = self.netns(what)?;
-        let (host_if, pod_if) = (format!("kl-{what}-h"), format!("kl-{what}-p"));
-        let ip32 = format!("{ip}/32");
-        sh(&[
-            "ip", "-n", node, "link", "add", &host_if, "type", "veth", "peer", "name", &pod_if,
-            "netns", &pod,
-        ])?;
-        sh(&[
-            "ip",
-            "-n",
-            node,
-            "addr",
-            "add",
-            "10.42.0.1/32",
-            "dev",
-            &host_if,
-        ])?;
-        sh(&["ip", "-n", node, "link", "set", &host_if, "up"])?;
-        sh(&["ip", "-n", node, "route", "add", &ip32, "dev", &host_if])?;
-        sh(&["ip", "-n", &pod, "addr", "add", &ip32, "dev", &pod_if])?;
-        sh(&["ip", "-n", &pod, "link", "set", &pod_if, "up"])?;
-        for range in ["10.42.0.0/16", "10.43.0.0/16"] {
-            sh(&[
-                "ip",
-                "-n",
-                &pod,
-                "route",
-                "add",
-                range,
-                "via",
-                "10.42.0.1",
-                "dev",
-                &pod_if,
-                "onlink",
-            ])?;
-        }
-        Ok((pod, host_if))
-    }
-
-    fn spawn(&mut self, ns: &str, args: &[&str], piped: bool) -> Result<&mut Child, BoxError> {
-        let io = || if piped { Stdio::piped() } else { Stdio::null() };
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns, &self_exe()?])
-            .args(args)
-            .stdin(io())
-            .stdout(io())
-            .spawn()?;
-        self.children.push(child);
-        let last = self.children.len() - 1;
-        Ok(&mut self.children[last])
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
-}
-
 // ---- API objects ----
-
-fn service(name: &str, ip: &str) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some("ClusterIP".into()),
-            cluster_ip: Some(ip.into()),
-            cluster_ips: Some(vec![ip.into()]),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                protocol: Some("TCP".into()),
-                target_port: Some(IntOrString::Int(8080)),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
-}
-
-fn slice(svc: &str, ips: &[Ipv4Addr]) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(format!("{svc}-1")),
-            labels: Some(BTreeMap::from([(
-                "kubernetes.io/service-name".to_string(),
-                svc.to_string(),
-            )])),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: ips
-            .iter()
-            .map(|ip| Endpoint {
-                addresses: vec![ip.to_string()],
-                conditions: Some(EndpointConditions {
-                    ready: Some(true),
-                    serving: Some(true),
-                    terminating: Some(false),
-                }),
-                node_name: Some("node-a".into()),
-                ..Default::default()
-            })
-            .collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(8080),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
-    }
-}
 
 /// Service `i` of the load: ClusterIP 10.43.0.16 + i, endpoints 10.42.1.0 + 5i .. (no pods).
 async fn load_one(
@@ -296,9 +142,9 @@ async fn load_one(
         .map(|e| Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 42, 1, 0)) + i * 5 + e))
         .collect();
     services
-        .create(&pp, &service(&name, &vip.to_string()))
+        .create(&pp, &service(&name, &vip.to_string(), "TCP", 80, 8080))
         .await?;
-    slices.create(&pp, &slice(&name, &eps)).await?;
+    slices.create(&pp, &slice(&name, "TCP", 8080, &eps)).await?;
     Ok(())
 }
 
@@ -333,7 +179,9 @@ struct Prober {
 
 impl Prober {
     fn start(lab: &mut Lab, node: &str) -> Result<Prober, BoxError> {
-        let child = lab.spawn(node, &["probe"], true)?;
+        let mut cmd = self_in(node, &["probe"])?;
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let child = lab.spawn(cmd)?;
         let stdin = child.stdin.take().ok_or("probe stdin")?;
         let stdout = child.stdout.take().ok_or("probe stdout")?;
         let (tx, lines) = mpsc::unbounded_channel();
@@ -360,77 +208,44 @@ impl Prober {
     }
 }
 
-fn start_proxy(client: kube::Client, config: ProxyConfig) -> CancellationToken {
-    let token = CancellationToken::new();
-    tokio::spawn(k8rs_proxy::run(client, config, token.clone()));
-    token
-}
-
 async fn bench(n: u32, changes: usize, gap_ms: u64) -> Result<(), BoxError> {
     netguard::ensure()?;
-    let mut lab = Lab::default();
-    let node = lab.netns("node")?;
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &node,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ])?;
-    sh(&[
-        "ip",
-        "-n",
-        &node,
-        "addr",
-        "add",
-        &format!("{NODE_IP}/32"),
-        "dev",
-        "lo",
-    ])?;
-    let (pod1, veth1) = lab.pod(&node, POD1, "pod1")?;
-    let (pod2, _) = lab.pod(&node, POD2, "pod2")?;
-    let (client_ns, _) = lab.pod(&node, CLIENT, "client")?;
+    let mut lab = Lab::new("proxy-lat");
+    let node = lab.node()?;
+    let pod1 = lab.pod(&node, POD1)?;
+    let pod2 = lab.pod(&node, POD2)?;
+    let client_ns = lab.pod(&node, CLIENT)?.ns;
     // The node's route for the Service range (its default route on a real node) stays inside.
-    sh(&[
-        "ip",
-        "-n",
-        &node,
-        "route",
-        "add",
-        "10.43.0.0/16",
-        "dev",
-        &veth1,
-    ])?;
-    lab.spawn(&pod1, &["serve", "pod1"], false)?;
-    lab.spawn(&pod2, &["serve", "pod2"], false)?;
+    lab.route(&node, "10.43.0.0/16", &pod1.veth)?;
+    lab.spawn(quiet(self_in(&pod1.ns, &["serve", "pod1"])?))?;
+    lab.spawn(quiet(self_in(&pod2.ns, &["serve", "pod2"])?))?;
 
-    let server = TestServer::start().await;
-    let client = server.client();
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let api = ApiServer::start().await;
+    let (client, services, slices) = (api.client(), &api.services, &api.slices);
     let pp = PostParams::default();
     let t = Instant::now();
     futures::stream::iter(0..n)
-        .map(|i| load_one(&services, &slices, i))
+        .map(|i| load_one(services, slices, i))
         .buffer_unordered(16)
         .try_collect::<Vec<()>>()
         .await?;
-    services.create(&pp, &service("probe", PROBE_VIP)).await?;
-    let mut probe_slice = slices.create(&pp, &slice("probe", &[POD1])).await?;
-    services.create(&pp, &service("web", WEB_VIP)).await?;
-    slices.create(&pp, &slice("web", &[POD1, POD2])).await?;
+    services
+        .create(&pp, &service("probe", PROBE_VIP, "TCP", 80, 8080))
+        .await?;
+    let probe = slice("probe", "TCP", 8080, &[POD1]);
+    let mut probe_slice = slices.create(&pp, &probe).await?;
+    services
+        .create(&pp, &service("web", WEB_VIP, "TCP", 80, 8080))
+        .await?;
+    slices
+        .create(&pp, &slice("web", "TCP", 8080, &[POD1, POD2]))
+        .await?;
     eprintln!(
         "loaded {n} Services with 5 endpoints each in {:.1?}",
         t.elapsed()
     );
 
-    let mut config = ProxyConfig::new("node-a", NODE_IP);
-    config.healthz_bind_address = None;
-    config.nft_command = ["ip", "netns", "exec", &node, "nft"]
-        .map(String::from)
-        .to_vec();
+    let mut config = proxy_config(&node, Duration::from_secs(1));
     let mut prober = Prober::start(&mut lab, &node)?;
     let mut programming = Vec::new();
     let mut current = "pod1";
@@ -453,7 +268,7 @@ async fn bench(n: u32, changes: usize, gap_ms: u64) -> Result<(), BoxError> {
                 ("pod1", POD1)
             };
             prober.expect(PROBE_VIP, next)?;
-            let mut s = slice("probe", &[ip]);
+            let mut s = slice("probe", "TCP", 8080, &[ip]);
             s.metadata.resource_version = probe_slice.metadata.resource_version.clone();
             let written = Instant::now();
             probe_slice = slices.replace("probe-1", &pp, &s).await?;
@@ -485,18 +300,7 @@ async fn first_packet(
 ) -> Result<(), BoxError> {
     let vip = format!("{WEB_VIP}:80");
     let direct = format!("{POD1}:8080");
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            client_ns,
-            &self_exe()?,
-            "connect",
-            "200",
-            &vip,
-            &direct,
-        ])
-        .output()?;
+    let out = self_in(client_ns, &["connect", "200", &vip, &direct])?.output()?;
     if !out.status.success() {
         return Err(format!("connect: {}", String::from_utf8_lossy(&out.stderr)).into());
     }

@@ -29,26 +29,16 @@ impl Drop for Netns {
 }
 
 fn service(i: u32) -> ServicePortInfo {
-    ServicePortInfo {
-        name: ServicePortName {
-            service: ServiceName {
-                namespace: "bench".into(),
-                name: format!("svc-{i}"),
-            },
-            port: "http".into(),
-            protocol: Proto::Tcp,
+    let name = ServicePortName {
+        service: ServiceName {
+            namespace: "bench".into(),
+            name: format!("svc-{i}"),
         },
-        cluster_ip: Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 43, 0, 10)) + i),
-        port: 80,
-        node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        source_ranges: vec![],
-        affinity_timeout: None,
-        internal_local: false,
-        external_local: false,
-        health_check_node_port: None,
-    }
+        port: "http".into(),
+        protocol: Proto::Tcp,
+    };
+    let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 43, 0, 10)) + i);
+    ServicePortInfo::cluster_ip(name, ip, 80)
 }
 
 fn endpoints(i: u32, generation: u32) -> Vec<Endpoint> {

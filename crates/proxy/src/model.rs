@@ -77,6 +77,24 @@ pub struct ServicePortInfo {
 }
 
 impl ServicePortInfo {
+    /// A plain ClusterIP Service port `name` at `cluster_ip:port`: no NodePort, external
+    /// addresses, session affinity or Local traffic policies.
+    pub fn cluster_ip(name: ServicePortName, cluster_ip: Ipv4Addr, port: u16) -> ServicePortInfo {
+        ServicePortInfo {
+            name,
+            cluster_ip,
+            port,
+            node_port: None,
+            external_ips: Vec::new(),
+            load_balancer_ips: Vec::new(),
+            source_ranges: Vec::new(),
+            affinity_timeout: None,
+            internal_local: false,
+            external_local: false,
+            health_check_node_port: None,
+        }
+    }
+
     /// NodePort, externalIPs or load-balancer addresses reach it from outside.
     pub fn externally_accessible(&self) -> bool {
         self.node_port.is_some()

@@ -59,25 +59,19 @@ fn slice(svc: &str, endpoints: Vec<SliceEndpoint>) -> EndpointSlice {
 }
 
 fn info(internal_local: bool, external_local: bool, node_port: Option<u16>) -> ServicePortInfo {
-    ServicePortInfo {
-        name: ServicePortName {
-            service: ServiceName {
-                namespace: "ns".into(),
-                name: "web".into(),
-            },
-            port: "http".into(),
-            protocol: Proto::Tcp,
+    let name = ServicePortName {
+        service: ServiceName {
+            namespace: "ns".into(),
+            name: "web".into(),
         },
-        cluster_ip: Ipv4Addr::new(10, 43, 0, 5),
-        port: 80,
+        port: "http".into(),
+        protocol: Proto::Tcp,
+    };
+    ServicePortInfo {
         node_port,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        source_ranges: vec![],
-        affinity_timeout: None,
         internal_local,
         external_local,
-        health_check_node_port: None,
+        ..ServicePortInfo::cluster_ip(name, Ipv4Addr::new(10, 43, 0, 5), 80)
     }
 }
 

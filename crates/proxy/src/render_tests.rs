@@ -12,26 +12,15 @@ fn ctx() -> RenderContext {
 }
 
 fn svc(name: &str, ip: u8) -> ServicePortInfo {
-    ServicePortInfo {
-        name: ServicePortName {
-            service: ServiceName {
-                namespace: "ns".into(),
-                name: name.into(),
-            },
-            port: "http".into(),
-            protocol: Proto::Tcp,
+    let name = ServicePortName {
+        service: ServiceName {
+            namespace: "ns".into(),
+            name: name.into(),
         },
-        cluster_ip: Ipv4Addr::new(10, 43, 0, ip),
-        port: 80,
-        node_port: None,
-        external_ips: vec![],
-        load_balancer_ips: vec![],
-        source_ranges: vec![],
-        affinity_timeout: None,
-        internal_local: false,
-        external_local: false,
-        health_check_node_port: None,
-    }
+        port: "http".into(),
+        protocol: Proto::Tcp,
+    };
+    ServicePortInfo::cluster_ip(name, Ipv4Addr::new(10, 43, 0, ip), 80)
 }
 
 fn ep(last: u8) -> Endpoint {

@@ -2,149 +2,37 @@
 //! traffic. Everything runs inside namespaces this test creates (no default route on the
 //! "node", no link to the host) after the network-safety guard is in place.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use k8rs_proxy::ProxyConfig;
-use k8rs_testing::{TestServer, eventually, netguard};
-use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Api;
+use k8rs_testing::{eventually, netguard};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use kube::api::PostParams;
-use tokio_util::sync::CancellationToken;
+use support::{
+    ApiServer, Lab, Pod, busybox_echo, nft_table, proxy_config, quiet, service, slice, start_proxy,
+    with_node_port,
+};
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn sh(args: &[&str]) {
-    let status = Command::new(args[0])
-        .args(&args[1..])
-        .status()
-        .expect("spawn");
-    assert!(status.success(), "{args:?} failed");
-}
-
-/// Network namespaces and processes, removed on drop (also on failure).
-#[derive(Default)]
-struct Lab {
-    namespaces: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Lab {
-    fn netns(&mut self) -> String {
-        let name = format!(
-            "k8rs-proxy-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        sh(&["ip", "netns", "add", &name]);
-        self.namespaces.push(name.clone());
-        sh(&["ip", "-n", &name, "link", "set", "lo", "up"]);
-        name
-    }
-
-    /// A pod namespace at `ip` behind a veth to `node`, answering `reply` on TCP 8080; returns
-    /// the namespace and the node's end of the veth.
-    fn pod(&mut self, node: &str, ip: Ipv4Addr, reply: &str) -> (String, String) {
-        let pod = self.netns();
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let (host_if, pod_if) = (format!("kp{n}h"), format!("kp{n}p"));
-        sh(&[
-            "ip", "-n", node, "link", "add", &host_if, "type", "veth", "peer", "name", &pod_if,
-            "netns", &pod,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            node,
-            "addr",
-            "add",
-            "10.42.0.1/32",
-            "dev",
-            &host_if,
-        ]);
-        sh(&["ip", "-n", node, "link", "set", &host_if, "up"]);
-        sh(&[
-            "ip",
-            "-n",
-            node,
-            "route",
-            "add",
-            &format!("{ip}/32"),
-            "dev",
-            &host_if,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &pod,
-            "addr",
-            "add",
-            &format!("{ip}/32"),
-            "dev",
-            &pod_if,
-        ]);
-        sh(&["ip", "-n", &pod, "link", "set", &pod_if, "up"]);
-        for range in ["10.42.0.0/16", "10.43.0.0/16"] {
-            sh(&[
-                "ip",
-                "-n",
-                &pod,
-                "route",
-                "add",
-                range,
-                "via",
-                "10.42.0.1",
-                "dev",
-                &pod_if,
-                "onlink",
-            ]);
-        }
-        let child = Command::new("ip")
-            .args([
-                "netns", "exec", &pod, "busybox", "nc", "-ll", "-p", "8080", "-e", "echo", reply,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("busybox nc");
-        self.children.push(child);
-        (pod, host_if)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
+/// A pod at `ip` behind `node` answering `reply` on TCP 8080.
+fn echo_pod(lab: &mut Lab, node: &str, ip: Ipv4Addr, reply: &str) -> Pod {
+    let pod = lab.pod(node, ip).expect("pod");
+    lab.spawn(quiet(busybox_echo(&pod.ns, 8080, reply)))
+        .expect("busybox nc");
+    pod
 }
 
 /// Connects from namespace `ns` to `ip:port`: Ok(reply) or Err(stderr).
 fn connect(ns: &str, ip: &str, port: u16) -> Result<String, String> {
     let out = Command::new("timeout")
         .args([
-            "3",
-            "ip",
-            "netns",
-            "exec",
-            ns,
-            "busybox",
-            "nc",
-            "-w",
-            "1",
-            ip,
-            &port.to_string(),
+            "3", "ip", "netns", "exec", ns, "busybox", "nc", "-w", "1", ip,
         ])
+        .arg(port.to_string())
         .stdin(Stdio::null())
         .output()
         .expect("nc");
@@ -156,164 +44,43 @@ fn connect(ns: &str, ip: &str, port: u16) -> Result<String, String> {
     }
 }
 
-fn service(name: &str, ip: &str, node_port: Option<i32>) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        spec: Some(ServiceSpec {
-            type_: Some(
-                if node_port.is_some() {
-                    "NodePort"
-                } else {
-                    "ClusterIP"
-                }
-                .into(),
-            ),
-            cluster_ip: Some(ip.into()),
-            cluster_ips: Some(vec![ip.into()]),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                node_port,
-                protocol: Some("TCP".into()),
-                target_port: Some(
-                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080),
-                ),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
+/// The TCP Service `name` at `ip`, port 80 to 8080, NodePort `node_port` if given.
+fn tcp_service(name: &str, ip: &str, node_port: Option<u16>) -> Service {
+    let svc = service(name, ip, "TCP", 80, 8080);
+    match node_port {
+        Some(port) => with_node_port(svc, port),
+        None => svc,
     }
 }
 
-fn slice(svc: &str, ips: &[Ipv4Addr]) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            name: Some(format!("{svc}-1")),
-            labels: Some(BTreeMap::from([(
-                "kubernetes.io/service-name".to_string(),
-                svc.to_string(),
-            )])),
-            ..Default::default()
-        },
-        address_type: "IPv4".into(),
-        endpoints: ips
-            .iter()
-            .map(|ip| Endpoint {
-                addresses: vec![ip.to_string()],
-                conditions: Some(EndpointConditions {
-                    ready: Some(true),
-                    serving: Some(true),
-                    terminating: Some(false),
-                }),
-                node_name: Some("node-a".into()),
-                ..Default::default()
-            })
-            .collect(),
-        ports: Some(vec![EndpointPort {
-            name: Some("http".into()),
-            port: Some(8080),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
-    }
-}
-
-fn start_proxy(client: kube::Client, config: ProxyConfig) -> CancellationToken {
-    let token = CancellationToken::new();
-    let stop = token.clone();
-    tokio::spawn(async move {
-        if let Err(err) = k8rs_proxy::run(client, config, stop).await {
-            panic!("proxy stopped: {err}");
-        }
-    });
-    token
-}
-
-fn list(node: &str) -> String {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node,
-            "nft",
-            "list",
-            "table",
-            "ip",
-            "k8rs-proxy",
-        ])
-        .output()
-        .expect("nft list");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn tcp_slice(svc: &str, ips: &[Ipv4Addr]) -> EndpointSlice {
+    slice(svc, "TCP", 8080, ips)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_reach_endpoints_and_safety_verdicts_hold() {
     netguard::ensure().expect("network-safety guard must be in place");
-    let mut lab = Lab::default();
-    let node = lab.netns();
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &node,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &node,
-        "addr",
-        "add",
-        "10.42.255.1/32",
-        "dev",
-        "lo",
-    ]);
+    let mut lab = Lab::new("proxy-test");
     let (ip1, ip2) = (Ipv4Addr::new(10, 42, 0, 11), Ipv4Addr::new(10, 42, 0, 12));
-    let (pod1, veth1) = lab.pod(&node, ip1, "pod1");
-    // The node's own route for the Service range (a real node has its default route); it
-    // leads only to pod1's veth inside the test.
-    sh(&[
-        "ip",
-        "-n",
-        &node,
-        "route",
-        "add",
-        "10.43.0.0/16",
-        "dev",
-        &veth1,
-    ]);
-    lab.pod(&node, ip2, "pod2");
+    let (node, pod1) = node_with_two_pods(&mut lab);
 
-    let server = TestServer::start().await;
-    let client = server.client();
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let api = ApiServer::start().await;
+    let (client, services, slices) = (api.client(), &api.services, &api.slices);
     let pp = PostParams::default();
     services
-        .create(&pp, &service("web", "10.43.0.50", Some(30080)))
+        .create(&pp, &tcp_service("web", "10.43.0.50", Some(30080)))
         .await
         .expect("web");
     slices
-        .create(&pp, &slice("web", &[ip1, ip2]))
+        .create(&pp, &tcp_slice("web", &[ip1, ip2]))
         .await
         .expect("web slice");
     services
-        .create(&pp, &service("empty", "10.43.0.51", None))
+        .create(&pp, &tcp_service("empty", "10.43.0.51", None))
         .await
         .expect("empty");
 
-    let mut config = ProxyConfig::new("node-a", Ipv4Addr::new(10, 42, 255, 1));
-    config.min_sync_period = Duration::from_millis(50);
-    config.healthz_bind_address = None;
-    config.nft_command = ["ip", "netns", "exec", &node, "nft"]
-        .map(String::from)
-        .to_vec();
+    let config = proxy_config(&node, Duration::from_millis(50));
     let proxy = start_proxy(client.clone(), config.clone());
 
     // ClusterIP, spread over both endpoints.
@@ -363,15 +130,15 @@ async fn services_reach_endpoints_and_safety_verdicts_hold() {
         .await
         .expect("delete slice");
     slices
-        .create(&pp, &slice("web", &[ip2]))
+        .create(&pp, &tcp_slice("web", &[ip2]))
         .await
         .expect("web slice");
     eventually("only pod2 behind web", Duration::from_secs(10), || async {
-        let t = list(&node);
+        let t = nft_table(&node);
         (!t.contains("10.42.0.11 . 8080") && t.contains("10.42.0.12 . 8080")).then_some(())
     })
     .await;
-    let before = list(&node);
+    let before = nft_table(&node);
     proxy.cancel();
     let proxy = start_proxy(client.clone(), config.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -379,7 +146,7 @@ async fn services_reach_endpoints_and_safety_verdicts_hold() {
         "restarted proxy synced",
         Duration::from_secs(10),
         || async {
-            let t = list(&node);
+            let t = nft_table(&node);
             (t.lines().count() == before.lines().count()).then_some(t)
         },
     )
@@ -394,38 +161,20 @@ async fn services_reach_endpoints_and_safety_verdicts_hold() {
 
     proxy.cancel();
     k8rs_proxy::cleanup(&config).expect("cleanup");
-    assert!(list(&node).is_empty(), "table removed");
+    assert!(nft_table(&node).is_empty(), "table removed");
 }
 
-/// The node namespace with two pods behind it (as in the first test) and routes for the
-/// Service range and the test's external addresses (10.42.250.0/24) through pod1's veth.
+/// A node namespace with pods 10.42.0.11 ("pod1") and 10.42.0.12 ("pod2") behind it, and
+/// routes for the Service range and the test's external addresses (10.42.250.0/24) through
+/// pod1's veth; the node's namespace and pod1's.
 fn node_with_two_pods(lab: &mut Lab) -> (String, String) {
-    let node = lab.netns();
-    sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &node,
-        "sysctl",
-        "-qw",
-        "net.ipv4.ip_forward=1",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &node,
-        "addr",
-        "add",
-        "10.42.255.1/32",
-        "dev",
-        "lo",
-    ]);
-    let (pod1, veth1) = lab.pod(&node, Ipv4Addr::new(10, 42, 0, 11), "pod1");
+    let node = lab.node().expect("node");
+    let pod1 = echo_pod(lab, &node, Ipv4Addr::new(10, 42, 0, 11), "pod1");
     for range in ["10.43.0.0/16", "10.42.250.0/24"] {
-        sh(&["ip", "-n", &node, "route", "add", range, "dev", &veth1]);
+        lab.route(&node, range, &pod1.veth).expect("route");
     }
-    lab.pod(&node, Ipv4Addr::new(10, 42, 0, 12), "pod2");
-    (node, pod1)
+    echo_pod(lab, &node, Ipv4Addr::new(10, 42, 0, 12), "pod2");
+    (node, pod1.ns)
 }
 
 fn set_ready(mut s: EndpointSlice, ip: Ipv4Addr, ready: bool) -> EndpointSlice {
@@ -463,28 +212,26 @@ async fn http_status(port: u16) -> Option<u16> {
 async fn affinity_external_addresses_health_checks_and_readiness() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     netguard::ensure().expect("network-safety guard must be in place");
-    let mut lab = Lab::default();
+    let mut lab = Lab::new("proxy-test");
     let (node, pod1) = node_with_two_pods(&mut lab);
     let (ip1, ip2) = (Ipv4Addr::new(10, 42, 0, 11), Ipv4Addr::new(10, 42, 0, 12));
-    let server = TestServer::start().await;
-    let client = server.client();
-    let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let api = ApiServer::start().await;
+    let (client, services, slices) = (api.client(), &api.services, &api.slices);
     let pp = PostParams::default();
 
-    let mut sticky = service("sticky", "10.43.0.60", None);
+    let mut sticky = tcp_service("sticky", "10.43.0.60", None);
     if let Some(spec) = sticky.spec.as_mut() {
         spec.session_affinity = Some("ClientIP".into());
         spec.external_ips = Some(vec!["10.42.250.1".into()]);
     }
     services.create(&pp, &sticky).await.expect("sticky");
     slices
-        .create(&pp, &slice("sticky", &[ip1, ip2]))
+        .create(&pp, &tcp_slice("sticky", &[ip1, ip2]))
         .await
         .expect("slice");
     // A LoadBalancer allowing only pod1, with externalTrafficPolicy Local and a health port.
     let health_port = free_port();
-    let mut lb = service("lb", "10.43.0.61", Some(30081));
+    let mut lb = tcp_service("lb", "10.43.0.61", Some(30081));
     if let Some(spec) = lb.spec.as_mut() {
         spec.type_ = Some("LoadBalancer".into());
         spec.load_balancer_source_ranges = Some(vec!["10.42.0.11/32".into()]);
@@ -507,17 +254,12 @@ async fn affinity_external_addresses_health_checks_and_readiness() {
         .await
         .expect("lb status");
     let lb_slice = slices
-        .create(&pp, &slice("lb", &[ip1, ip2]))
+        .create(&pp, &tcp_slice("lb", &[ip1, ip2]))
         .await
         .expect("lb slice");
 
-    let mut config = ProxyConfig::new("node-a", Ipv4Addr::new(10, 42, 255, 1));
-    config.min_sync_period = Duration::from_millis(100);
-    config.healthz_bind_address = None;
+    let mut config = proxy_config(&node, Duration::from_millis(100));
     config.health_check_bind_ip = std::net::IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.nft_command = ["ip", "netns", "exec", &node, "nft"]
-        .map(String::from)
-        .to_vec();
     let proxy = start_proxy(client.clone(), config.clone());
 
     // Session affinity: the same client keeps its endpoint across 20 connections.
@@ -564,11 +306,11 @@ async fn affinity_external_addresses_health_checks_and_readiness() {
         .await
         .expect("delete sticky");
     let web = services
-        .create(&pp, &service("web", "10.43.0.62", None))
+        .create(&pp, &tcp_service("web", "10.43.0.62", None))
         .await;
     web.expect("web");
     let web_slice = slices
-        .create(&pp, &slice("web", &[ip1, ip2]))
+        .create(&pp, &tcp_slice("web", &[ip1, ip2]))
         .await
         .expect("web slice");
     eventually("web answers from both", Duration::from_secs(10), || async {

@@ -131,9 +131,18 @@ pub async fn run(
         informers.clone(),
     ));
     for (name, ready) in [("pod", &mut pods_ready), ("node", &mut nodes_ready)] {
+        // The informers stop with `shutdown` too: a shutdown is never an informer failure.
         tokio::select! {
+            biased;
             () = shutdown.cancelled() => return Ok(()),
-            ok = wait_until(ready, true) => if !ok { return Err(Error::InformerStopped(name)) },
+            ok = wait_until(ready, true) => {
+                if !ok {
+                    if shutdown.is_cancelled() {
+                        return Ok(());
+                    }
+                    return Err(Error::InformerStopped(name));
+                }
+            }
         }
     }
     tracing::info!(name = %config.scheduler_name, "scheduler caches synced");

@@ -89,6 +89,12 @@ impl Cluster {
         self.server = Some(Proc::spawn(&self.srv_ns, &args, &dir.join("server.log")));
     }
 
+    /// SIGTERM to the server process (by its PID), up to `grace` for it to exit; its exit
+    /// status (`None` if none was running).
+    pub fn stop_server(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.server.take()?.stop(grace)
+    }
+
     pub fn start_agent(&mut self) {
         let dir = self.agt_dir();
         let args = [

@@ -16,6 +16,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod rulesets;
 
 pub const K8RS: &str = env!("CARGO_BIN_EXE_k8rs");
 
@@ -138,7 +139,7 @@ pub fn link(a: &Netns, a_ip: &str, b: &Netns, b_ip: &str) -> Result<(), String> 
     Ok(())
 }
 
-/// A k8rs process (server or agent) started in a namespace, its stderr in `log`.
+/// A k8rs process (server or agent) started in a namespace, its stderr appended to `log`.
 pub struct Proc {
     child: Option<Child>,
     pub log: PathBuf,
@@ -146,7 +147,11 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(ns: &Netns, args: &[String], log: &Path) -> Proc {
-        let file = std::fs::File::create(log).expect("log file");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
         let child = ns
             .cmd(K8RS)
             .args(args)

@@ -3,8 +3,9 @@
 //! HTTPS, all at once with a bounded timeout each, and store the cycle's results. A node that
 //! does not answer is skipped (its metrics drop out) and never holds up the others.
 //!
-//! As metrics-server with `--kubelet-insecure-tls`, the kubelets' serving certificates are
-//! not verified yet; the scraper presents the API server's own client certificate.
+//! Connections are those of [`crate::nodeproxy`]: the API server's client certificate is
+//! presented and the kubelet's serving certificate verified against the cluster CA and for the
+//! node's address; an endpoint with an untrusted certificate is logged and skipped.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,13 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use k8rs_auth::pki::ClusterPki;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
@@ -29,8 +24,7 @@ use super::prom;
 use super::store::Batch;
 use crate::ApiServer;
 
-/// The path scraped on every node endpoint.
-pub const PATH: &str = "/metrics/resource";
+use k8rs_resourcemetrics::PATH;
 /// The most a scrape may return.
 const MAX_RESPONSE: u64 = 64 << 20;
 /// Endpoints scraped at once.
@@ -93,7 +87,7 @@ async fn cycle(api: &ApiServer, connector: &TlsConnector, timeout: Duration) -> 
         .map(|(addr, nodes)| async move {
             let scraped = tokio::time::timeout(timeout, scrape(connector, addr))
                 .await
-                .unwrap_or_else(|_| Err(format!("no answer in {timeout:?}")));
+                .unwrap_or_else(|_| Err(format!("no answer in {timeout:?}").into()));
             (addr, nodes, scraped)
         })
         .buffer_unordered(CONCURRENCY)
@@ -103,12 +97,16 @@ async fn cycle(api: &ApiServer, connector: &TlsConnector, timeout: Duration) -> 
     for (addr, nodes, scraped) in results {
         match scraped {
             Ok(scrape) => batch.add(&nodes, scrape),
-            Err(reason) => {
+            Err(Failure { reason, untrusted }) => {
                 let err = MetricsError::ScrapeFailed {
                     endpoint: addr.to_string(),
                     reason,
                 };
-                tracing::debug!(%err, ?nodes, "metrics: node skipped this cycle");
+                if untrusted {
+                    tracing::warn!(%err, ?nodes, "metrics: node skipped this cycle");
+                } else {
+                    tracing::debug!(%err, ?nodes, "metrics: node skipped this cycle");
+                }
             }
         }
     }
@@ -148,24 +146,40 @@ pub fn kubelet_endpoint(node: &serde_json::Value) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
-async fn scrape(connector: &TlsConnector, addr: SocketAddr) -> Result<prom::Scrape, String> {
+/// Why an endpoint was skipped; an untrusted certificate is worth a warning, a node that is
+/// down is not.
+struct Failure {
+    reason: String,
+    untrusted: bool,
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Failure {
+        Failure {
+            reason,
+            untrusted: false,
+        }
+    }
+}
+
+async fn scrape(connector: &TlsConnector, addr: SocketAddr) -> Result<prom::Scrape, Failure> {
     let text = fetch(connector, addr).await?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    prom::parse(&text, i64::try_from(now_ms).unwrap_or(i64::MAX)).map_err(|e| e.to_string())
+    prom::parse(&text, i64::try_from(now_ms).unwrap_or(i64::MAX))
+        .map_err(|e| Failure::from(e.to_string()))
 }
 
 /// `GET /metrics/resource` over HTTPS, HTTP/1.1 with `Connection: close`.
-async fn fetch(connector: &TlsConnector, addr: SocketAddr) -> Result<String, String> {
-    let tcp = TcpStream::connect(addr)
+async fn fetch(connector: &TlsConnector, addr: SocketAddr) -> Result<String, Failure> {
+    let mut tls = crate::nodeproxy::connect(connector, addr)
         .await
-        .map_err(|e| format!("connecting: {e}"))?;
-    let mut tls = connector
-        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
-        .await
-        .map_err(|e| format!("TLS handshake: {e}"))?;
+        .map_err(|e| Failure {
+            untrusted: matches!(e, crate::nodeproxy::Dial::Untrusted(_)),
+            reason: e.to_string(),
+        })?;
     let request = format!(
         "GET {PATH} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: k8rs-apiserver/metrics\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
     );
@@ -178,9 +192,9 @@ async fn fetch(connector: &TlsConnector, addr: SocketAddr) -> Result<String, Str
     if let Err(e) = read
         && (e.kind() != std::io::ErrorKind::UnexpectedEof || raw.is_empty())
     {
-        return Err(format!("reading: {e}"));
+        return Err(format!("reading: {e}").into());
     }
-    parse_response(&raw)
+    Ok(parse_response(&raw)?)
 }
 
 /// The body of a 200 response, de-chunked.
@@ -233,76 +247,9 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// A TLS connector presenting the API server's client certificate and trusting any kubelet
-/// serving certificate.
+/// The kubelet connector of [`crate::nodeproxy::connector`] (cluster CA verified).
 pub fn connector(pki: &ClusterPki) -> Result<TlsConnector, MetricsError> {
-    let failed = |e: &dyn std::fmt::Display| MetricsError::TlsSetupFailed(e.to_string());
-    let client = pki.apiserver_client();
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(client.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| failed(&e))?;
-    let key = PrivateKeyDer::from_pem_slice(client.key_pem.as_bytes()).map_err(|e| failed(&e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| failed(&e))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(InsecureKubelet(provider)))
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| failed(&e))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsConnector::from(Arc::new(config)))
-}
-
-/// Accepts any serving certificate (signatures are still checked against the certificate
-/// presented), as metrics-server's `--kubelet-insecure-tls`.
-#[derive(Debug)]
-struct InsecureKubelet(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for InsecureKubelet {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    crate::nodeproxy::connector(pki).map_err(MetricsError::TlsSetupFailed)
 }
 
 #[cfg(test)]

@@ -9,18 +9,21 @@ pub mod plan;
 
 use std::sync::Arc;
 
+use k8rs_controller_runtime::{
+    self as runtime, Change, EventSink, Expectations, Queue, Requeue, SharedInformers, key_of,
+    lookup,
+};
 use k8rs_machinery::labels::Selector;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::history;
-use crate::runtime::queue::{Requeue, run_workers};
-use crate::runtime::{Change, EventSink, Expectations, Store, WorkQueue, key_of};
 use crate::{Error, api_message, is_not_found, pods};
 use plan::Action;
 
@@ -35,70 +38,60 @@ struct Ctx {
     nodes: Store<Node>,
     pods: Store<Pod>,
     revisions: Store<ControllerRevision>,
-    queue: WorkQueue,
+    queue: Queue<String>,
     expectations: Expectations,
     events: EventSink,
 }
 
 /// Runs the DaemonSet controller until `shutdown`.
-pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Result<(), Error> {
+    let client = informers.client().clone();
     let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        sets: Store::default(),
-        nodes: Store::default(),
-        pods: Store::default(),
-        revisions: Store::default(),
-        queue: WorkQueue::default(),
+        sets: informers.store(),
+        nodes: informers.store(),
+        pods: informers.store(),
+        revisions: informers.store(),
+        queue: Queue::default(),
         expectations: Expectations::default(),
         events: EventSink::new(client.clone(), CONTROLLER_NAME),
+        client,
     });
     let c = ctx.clone();
-    let a = tokio::spawn(ctx.sets.clone().run(
-        Api::all(client.clone()),
-        move |ch| match ch {
-            Change::Added(o) | Change::Updated { new: o, .. } | Change::Deleted(o) => {
-                c.queue.add(key_of(o.as_ref()))
-            }
-        },
-        shutdown.clone(),
-    ));
+    informers.subscribe::<DaemonSet, _>(move |(old, new)| {
+        if let Some(ds) = new.or(old) {
+            c.queue.add(key_of(ds));
+        }
+    });
     let c = ctx.clone();
-    let b = tokio::spawn(ctx.nodes.clone().run(
-        Api::all(client.clone()),
-        move |_| c.enqueue_all(),
-        shutdown.clone(),
-    ));
+    informers.subscribe::<Node, _>(move |_| c.enqueue_all());
     let c = ctx.clone();
-    let p = tokio::spawn(ctx.pods.clone().run(
-        Api::all(client.clone()),
-        move |ch| c.on_pod(ch),
-        shutdown.clone(),
-    ));
-    let r = tokio::spawn(
-        ctx.revisions
-            .clone()
-            .run(Api::all(client), |_| {}, shutdown.clone()),
-    );
-    let synced = ctx.sets.wait_synced(&shutdown).await
-        && ctx.nodes.wait_synced(&shutdown).await
-        && ctx.pods.wait_synced(&shutdown).await
-        && ctx.revisions.wait_synced(&shutdown).await;
-    if synced {
-        tracing::info!(controller = CONTROLLER_NAME, "caches synced; started");
-        let c = ctx.clone();
-        let sync = move |key: String| {
-            let c = c.clone();
-            async move { c.sync(&key).await }
-        };
-        run_workers(CONTROLLER_NAME, ctx.queue.clone(), WORKERS, sync, shutdown).await;
-    }
-    let _ = tokio::join!(a, b, p, r);
+    informers.subscribe::<Pod, _>(move |ch| c.on_pod(ch));
+    let stores = vec![
+        runtime::ready(&ctx.sets),
+        runtime::ready(&ctx.nodes),
+        runtime::ready(&ctx.pods),
+        runtime::ready(&ctx.revisions),
+    ];
+    let c = ctx.clone();
+    let sync = move |key: String| {
+        let c = c.clone();
+        async move { c.sync(&key).await }
+    };
+    runtime::run_synced(
+        CONTROLLER_NAME,
+        stores,
+        ctx.queue.clone(),
+        WORKERS,
+        shutdown,
+        sync,
+    )
+    .await;
     Ok(())
 }
 
 impl Ctx {
     fn enqueue_all(&self) {
-        for ds in self.sets.list() {
+        for ds in self.sets.state() {
             self.queue.add(key_of(ds.as_ref()));
         }
     }
@@ -115,7 +108,7 @@ impl Ctx {
             return;
         }
         let ns = pod.namespace().unwrap_or_default();
-        for ds in self.sets.list_namespace(&ns) {
+        for ds in runtime::in_namespace(&self.sets, &ns) {
             let matches = ds
                 .spec
                 .as_ref()
@@ -127,42 +120,41 @@ impl Ctx {
         }
     }
 
-    fn on_pod(&self, change: Change<Pod>) {
+    fn on_pod(&self, change: Change<'_, Pod>) {
         match change {
-            Change::Added(p) => {
-                if let Some(key) = self.owner(&p) {
+            (None, Some(p)) => {
+                if let Some(key) = self.owner(p) {
                     self.expectations.creation_observed(&key);
                     self.queue.add(key);
                 } else if pods::controller_ref(&p.metadata).is_none() {
-                    self.enqueue_matching(&p);
+                    self.enqueue_matching(p);
                 }
             }
-            Change::Updated { new, .. } => {
+            (Some(_), Some(new)) => {
                 if pods::controller_ref(&new.metadata).is_none() {
-                    self.enqueue_matching(&new);
+                    self.enqueue_matching(new);
                 }
-                if let Some(key) = self.owner(&new) {
+                if let Some(key) = self.owner(new) {
                     if new.metadata.deletion_timestamp.is_some() {
-                        self.expectations
-                            .deletion_observed(&key, &key_of(new.as_ref()));
+                        self.expectations.deletion_observed(&key, &key_of(new));
                     }
                     self.queue.add(key);
                 }
             }
-            Change::Deleted(p) => {
-                if let Some(key) = self.owner(&p) {
-                    self.expectations
-                        .deletion_observed(&key, &key_of(p.as_ref()));
+            (Some(p), None) => {
+                if let Some(key) = self.owner(p) {
+                    self.expectations.deletion_observed(&key, &key_of(p));
                     self.queue.add(key);
                 }
             }
+            (None, None) => {}
         }
     }
 
     async fn sync(&self, key: &str) -> Result<Requeue, Error> {
-        let Some(ds) = self.sets.get(key) else {
+        let Some(ds) = lookup(&self.sets, key) else {
             self.expectations.forget(key);
-            return Ok(Requeue::No);
+            return Ok(None);
         };
         let ns = ds.namespace().unwrap_or_default();
         let Some(sel) = ds
@@ -170,10 +162,10 @@ impl Ctx {
             .as_ref()
             .and_then(|s| Selector::from_label_selector(&s.selector).ok())
         else {
-            return Ok(Requeue::No);
+            return Ok(None);
         };
         if ds.metadata.deletion_timestamp.is_some() {
-            return Ok(Requeue::No);
+            return Ok(None);
         }
         let (hash, revisions) = self.sync_revision(&ds).await?;
         let uid = ds.metadata.uid.clone().unwrap_or_default();
@@ -181,7 +173,7 @@ impl Ctx {
             &uid,
             false,
             |l| sel.matches(l),
-            self.pods.list_namespace(&ns),
+            runtime::in_namespace(&self.pods, &ns),
         );
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let owner = pods::owner_ref(ds.as_ref());
@@ -208,7 +200,7 @@ impl Ctx {
                 tracing::debug!(pod = pod.name_any(), %e, "releasing a pod failed");
             }
         }
-        let nodes = self.nodes.list();
+        let nodes = self.nodes.state();
         let (actions, status) = plan::plan(&ds, &nodes, &claim.owned, &hash, Timestamp::now());
         let mut result = Ok(());
         if self.expectations.satisfied(key) {
@@ -224,7 +216,7 @@ impl Ctx {
                 .await
                 .map_err(|e| Error::api(format!("updating status of {key}"), e))?;
         }
-        result.map(|_| Requeue::No)
+        result.map(|_| None)
     }
 
     /// Finds or creates the revision of the current template; returns its hash and the
@@ -235,9 +227,7 @@ impl Ctx {
     ) -> Result<(String, Vec<ControllerRevision>), Error> {
         let ns = ds.namespace().unwrap_or_default();
         let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let mut revisions: Vec<ControllerRevision> = self
-            .revisions
-            .list_namespace(&ns)
+        let mut revisions: Vec<ControllerRevision> = runtime::in_namespace(&self.revisions, &ns)
             .into_iter()
             .filter(|r| pods::controller_ref(&r.metadata).is_some_and(|o| o.uid == uid))
             .map(|r| r.as_ref().clone())

@@ -11,17 +11,19 @@ pub mod util;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use k8rs_controller_runtime::{
+    self as runtime, Change, EventSink, Queue, Requeue, SharedInformers, key_of, lookup,
+};
 use k8rs_machinery::labels::Selector;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::queue::{Requeue, run_workers};
-use crate::runtime::{Change, EventSink, Store, WorkQueue, key_of};
 use crate::{Error, api_message, is_not_found, pods};
 use rollout::Action;
 
@@ -35,57 +37,46 @@ struct Ctx {
     deployments: Store<Deployment>,
     replicasets: Store<ReplicaSet>,
     pods: Store<Pod>,
-    queue: WorkQueue,
+    queue: Queue<String>,
     events: EventSink,
 }
 
 /// Runs the Deployment controller until `shutdown`.
-pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Result<(), Error> {
+    let client = informers.client().clone();
     let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        deployments: Store::default(),
-        replicasets: Store::default(),
-        pods: Store::default(),
-        queue: WorkQueue::default(),
+        deployments: informers.store(),
+        replicasets: informers.store(),
+        pods: informers.store(),
+        queue: Queue::default(),
         events: EventSink::new(client.clone(), CONTROLLER_NAME),
+        client,
     });
     let c = ctx.clone();
-    let d = tokio::spawn(ctx.deployments.clone().run(
-        Api::all(client.clone()),
-        move |ch| c.on_deployment(ch),
-        shutdown.clone(),
-    ));
+    informers.subscribe::<Deployment, _>(move |ch| c.on_deployment(ch));
     let c = ctx.clone();
-    let r = tokio::spawn(ctx.replicasets.clone().run(
-        Api::all(client.clone()),
-        move |ch| c.on_replicaset(ch),
-        shutdown.clone(),
-    ));
+    informers.subscribe::<ReplicaSet, _>(move |ch| c.on_replicaset(ch));
     let c = ctx.clone();
-    let p = tokio::spawn(ctx.pods.clone().run(
-        Api::all(client),
-        move |ch| c.on_pod(ch),
-        shutdown.clone(),
-    ));
-    let synced = ctx.deployments.wait_synced(&shutdown).await
-        && ctx.replicasets.wait_synced(&shutdown).await
-        && ctx.pods.wait_synced(&shutdown).await;
-    if synced {
-        tracing::info!(controller = CONTROLLER_NAME, "caches synced; started");
-        let c = ctx.clone();
-        run_workers(
-            CONTROLLER_NAME,
-            ctx.queue.clone(),
-            WORKERS,
-            move |key| {
-                let c = c.clone();
-                async move { c.sync(&key).await }
-            },
-            shutdown,
-        )
-        .await;
-    }
-    let _ = tokio::join!(d, r, p);
+    informers.subscribe::<Pod, _>(move |ch| c.on_pod(ch));
+    let stores = vec![
+        runtime::ready(&ctx.deployments),
+        runtime::ready(&ctx.replicasets),
+        runtime::ready(&ctx.pods),
+    ];
+    let c = ctx.clone();
+    let sync = move |key: String| {
+        let c = c.clone();
+        async move { c.sync(&key).await }
+    };
+    runtime::run_synced(
+        CONTROLLER_NAME,
+        stores,
+        ctx.queue.clone(),
+        WORKERS,
+        shutdown,
+        sync,
+    )
+    .await;
     Ok(())
 }
 
@@ -95,11 +86,9 @@ fn selector(d: &Deployment) -> Option<Selector> {
 }
 
 impl Ctx {
-    fn on_deployment(&self, change: Change<Deployment>) {
-        match change {
-            Change::Added(d) | Change::Updated { new: d, .. } | Change::Deleted(d) => {
-                self.queue.add(key_of(d.as_ref()))
-            }
+    fn on_deployment(&self, (old, new): Change<'_, Deployment>) {
+        if let Some(d) = new.or(old) {
+            self.queue.add(key_of(d));
         }
     }
 
@@ -110,15 +99,14 @@ impl Ctx {
 
     fn matching(&self, rs: &ReplicaSet) -> Vec<String> {
         let ns = rs.namespace().unwrap_or_default();
-        self.deployments
-            .list_namespace(&ns)
+        runtime::in_namespace(&self.deployments, &ns)
             .into_iter()
             .filter(|d| selector(d).is_some_and(|s| !s.is_empty() && s.matches(rs.labels())))
             .map(|d| key_of(d.as_ref()))
             .collect()
     }
 
-    fn on_replicaset(&self, change: Change<ReplicaSet>) {
+    fn on_replicaset(&self, change: Change<'_, ReplicaSet>) {
         let enqueue = |rs: &ReplicaSet| {
             let ns = rs.namespace().unwrap_or_default();
             match self.owner_of(&ns, &rs.metadata, "Deployment") {
@@ -131,63 +119,59 @@ impl Ctx {
             }
         };
         match change {
-            Change::Added(rs) | Change::Deleted(rs) => enqueue(&rs),
-            Change::Updated { old, new } => {
+            (None, Some(rs)) | (Some(rs), None) => enqueue(rs),
+            (Some(old), Some(new)) => {
                 if pods::controller_ref(&old.metadata) != pods::controller_ref(&new.metadata)
                     || old.labels() != new.labels()
                 {
-                    enqueue(&old);
+                    enqueue(old);
                 }
-                enqueue(&new);
+                enqueue(new);
             }
+            (None, None) => {}
         }
     }
 
     /// Upstream watches pod deletions only to continue a Recreate rollout.
-    fn on_pod(&self, change: Change<Pod>) {
-        let Change::Deleted(pod) = change else {
+    fn on_pod(&self, change: Change<'_, Pod>) {
+        let (Some(pod), None) = change else {
             return;
         };
         let ns = pod.namespace().unwrap_or_default();
         let Some(rs_key) = self.owner_of(&ns, &pod.metadata, "ReplicaSet") else {
             return;
         };
-        let Some(rs) = self.replicasets.get(&rs_key) else {
+        let Some(rs) = lookup(&self.replicasets, &rs_key) else {
             return;
         };
         if let Some(d_key) = self.owner_of(&ns, &rs.metadata, "Deployment")
-            && self
-                .deployments
-                .get(&d_key)
-                .is_some_and(|d| util::is_recreate(&d))
+            && lookup(&self.deployments, &d_key).is_some_and(|d| util::is_recreate(&d))
         {
             self.queue.add(d_key);
         }
     }
 
     async fn sync(&self, key: &str) -> Result<Requeue, Error> {
-        let Some(d) = self.deployments.get(key) else {
-            return Ok(Requeue::No);
+        let Some(d) = lookup(&self.deployments, key) else {
+            return Ok(None);
         };
         let ns = d.namespace().unwrap_or_default();
         let Some(sel) = selector(&d) else {
             tracing::warn!(key, "invalid selector; not syncing");
-            return Ok(Requeue::No);
+            return Ok(None);
         };
         if sel.is_empty() {
             let note = "This deployment is selecting all pods. A non-empty selector is required.";
             self.events
                 .warning(&pods::object_ref(d.as_ref()), "SelectingAll", note.into());
-            return Ok(Requeue::No);
+            return Ok(None);
         }
         let owned = self.claim(&d, &sel).await?;
         let uids: HashSet<String> = owned
             .iter()
             .filter_map(|r| r.metadata.uid.clone())
             .collect();
-        let live_pods: HashSet<String> = self
-            .pods
-            .list_namespace(&ns)
+        let live_pods: HashSet<String> = runtime::in_namespace(&self.pods, &ns)
             .iter()
             .filter(|p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
             .filter_map(|p| pods::controller_ref(&p.metadata).map(|r| r.uid.clone()))
@@ -197,7 +181,7 @@ impl Ctx {
         for action in plan.actions {
             self.perform(&d, action).await?;
         }
-        Ok(plan.requeue_after.map_or(Requeue::No, Requeue::After))
+        Ok(plan.requeue_after)
     }
 
     /// Claims the namespace's replica sets (adopting orphans, releasing mismatches).
@@ -209,7 +193,7 @@ impl Ctx {
             &uid,
             deleting,
             |l| sel.matches(l),
-            self.replicasets.list_namespace(&ns),
+            runtime::in_namespace(&self.replicasets, &ns),
         );
         let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &ns);
         let owner = pods::owner_ref(d);

@@ -12,94 +12,90 @@ pub mod sync;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8rs_controller_runtime::{
+    self as runtime, Change, EventSink, Expectations, Queue, Requeue, SharedInformers, key_of,
+    lookup, slow_start,
+};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use kind::{ReplicaKind, Status, View};
 use sync::{Failure, Manage};
 
-use crate::runtime::queue::{Requeue, run_workers};
-use crate::runtime::{Change, EventSink, Expectations, Store, WorkQueue, batch, key_of};
 use crate::{Error, api_message, is_not_found, pods};
 
 /// Concurrent syncs (upstream's `--concurrent-replicaset-syncs` default).
 pub const WORKERS: usize = 5;
 
 /// Runs the ReplicaSet controller until `shutdown`.
-pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
-    run_kind::<ReplicaSet>(client, shutdown).await
+pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Result<(), Error> {
+    run_kind::<ReplicaSet>(informers, shutdown).await
 }
 
 /// Runs the ReplicationController manager until `shutdown`.
-pub async fn run_rc(client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
-    run_kind::<ReplicationController>(client, shutdown).await
+pub async fn run_rc(informers: SharedInformers, shutdown: CancellationToken) -> Result<(), Error> {
+    run_kind::<ReplicationController>(informers, shutdown).await
 }
 
-struct Ctx<K> {
+struct Ctx<K: ReplicaKind> {
     client: kube::Client,
     owners: Store<K>,
     pods: Store<Pod>,
-    queue: WorkQueue,
+    queue: Queue<String>,
     expectations: Expectations,
     events: EventSink,
 }
 
 async fn run_kind<K: ReplicaKind>(
-    client: kube::Client,
+    informers: SharedInformers,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let ctx = Arc::new(Ctx::<K> {
-        client: client.clone(),
-        owners: Store::default(),
-        pods: Store::default(),
-        queue: WorkQueue::default(),
+        owners: informers.store(),
+        pods: informers.store(),
+        queue: Queue::default(),
         expectations: Expectations::default(),
         events: EventSink::new(client.clone(), K::CONTROLLER),
+        client,
     });
     let c = ctx.clone();
-    let owners = tokio::spawn(ctx.owners.clone().run(
-        Api::<K>::all(client.clone()),
-        move |change| c.on_owner(change),
-        shutdown.clone(),
-    ));
+    informers.subscribe::<K, _>(move |change| c.on_owner(change));
     let c = ctx.clone();
-    let pods = tokio::spawn(ctx.pods.clone().run(
-        Api::<Pod>::all(client),
-        move |change| c.on_pod(change),
-        shutdown.clone(),
-    ));
-    if ctx.owners.wait_synced(&shutdown).await && ctx.pods.wait_synced(&shutdown).await {
-        tracing::info!(controller = K::CONTROLLER, "caches synced; started");
-        let c = ctx.clone();
-        run_workers(
-            K::CONTROLLER,
-            ctx.queue.clone(),
-            WORKERS,
-            move |key| {
-                let c = c.clone();
-                async move { c.sync(&key).await }
-            },
-            shutdown,
-        )
-        .await;
-    }
-    let _ = tokio::join!(owners, pods);
+    informers.subscribe::<Pod, _>(move |change| c.on_pod(change));
+    let stores = vec![runtime::ready(&ctx.owners), runtime::ready(&ctx.pods)];
+    let c = ctx.clone();
+    let sync = move |key: String| {
+        let c = c.clone();
+        async move { c.sync(&key).await }
+    };
+    runtime::run_synced(
+        K::CONTROLLER,
+        stores,
+        ctx.queue.clone(),
+        WORKERS,
+        shutdown,
+        sync,
+    )
+    .await;
     Ok(())
 }
 
 impl<K: ReplicaKind> Ctx<K> {
-    fn on_owner(&self, change: Change<K>) {
+    fn on_owner(&self, change: Change<'_, K>) {
         match change {
-            Change::Added(o) | Change::Updated { new: o, .. } => self.queue.add(key_of(o.as_ref())),
-            Change::Deleted(o) => {
-                let key = key_of(o.as_ref());
+            (_, Some(o)) => self.queue.add(key_of(o)),
+            (Some(o), None) => {
+                let key = key_of(o);
                 self.expectations.forget(&key);
                 self.queue.add(key);
             }
+            (None, None) => {}
         }
     }
 
@@ -110,7 +106,7 @@ impl<K: ReplicaKind> Ctx<K> {
             return None;
         }
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), r.name);
-        let owner = self.owners.get(&key)?;
+        let owner = lookup(&self.owners, &key)?;
         (owner.meta().uid.as_deref() == Some(r.uid.as_str())).then_some(key)
     }
 
@@ -118,38 +114,38 @@ impl<K: ReplicaKind> Ctx<K> {
     fn matching_owners(&self, pod: &Pod) -> Vec<String> {
         let ns = pod.namespace().unwrap_or_default();
         let labels = pod.labels();
-        self.owners
-            .list_namespace(&ns)
+        runtime::in_namespace(&self.owners, &ns)
             .into_iter()
             .filter(|o| o.view().is_ok_and(|v| v.selector.matches(labels)))
             .map(|o| key_of(o.as_ref()))
             .collect()
     }
 
-    fn on_pod(&self, change: Change<Pod>) {
+    fn on_pod(&self, change: Change<'_, Pod>) {
         match change {
-            Change::Added(pod) => {
-                if pod.metadata.deletion_timestamp.is_some() {
-                    return self.pod_gone(&pod);
-                }
-                match self.controlling_owner(&pod) {
-                    Some(key) => {
-                        self.expectations.creation_observed(&key);
-                        self.queue.add(key);
-                    }
-                    None if pods::controller_ref(&pod.metadata).is_none() => {
-                        self.matching_owners(&pod)
-                            .into_iter()
-                            .for_each(|k| self.queue.add(k));
-                    }
-                    None => {}
-                }
-            }
-            Change::Updated { old, new } => self.pod_updated(&old, &new),
-            Change::Deleted(pod) => self.pod_gone(&pod),
+            (None, Some(pod)) => self.pod_added(pod),
+            (Some(old), Some(new)) => self.pod_updated(old, new),
+            (Some(pod), None) => self.pod_gone(pod),
+            (None, None) => {}
         }
     }
 
+    fn pod_added(&self, pod: &Pod) {
+        if pod.metadata.deletion_timestamp.is_some() {
+            return self.pod_gone(pod);
+        }
+        match self.controlling_owner(pod) {
+            Some(key) => {
+                self.expectations.creation_observed(&key);
+                self.queue.add(key);
+            }
+            None if pods::controller_ref(&pod.metadata).is_none() => self
+                .matching_owners(pod)
+                .into_iter()
+                .for_each(|k| self.queue.add(k)),
+            None => {}
+        }
+    }
     fn pod_updated(&self, old: &Pod, new: &Pod) {
         if old.resource_version() == new.resource_version() {
             return;
@@ -173,7 +169,7 @@ impl<K: ReplicaKind> Ctx<K> {
         }
         if let Some(key) = self.controlling_owner(new) {
             self.queue.add(key.clone());
-            let min_ready = self.owners.get(&key).and_then(|o| o.view().ok());
+            let min_ready = lookup(&self.owners, &key).and_then(|o| o.view().ok());
             if let Some(v) = min_ready
                 && v.min_ready_seconds > 0
                 && !pods::is_ready(old)
@@ -199,21 +195,21 @@ impl<K: ReplicaKind> Ctx<K> {
     }
 
     async fn sync(&self, key: &str) -> Result<Requeue, Error> {
-        let Some(obj) = self.owners.get(key) else {
+        let Some(obj) = lookup(&self.owners, key) else {
             self.expectations.forget(key);
-            return Ok(Requeue::No);
+            return Ok(None);
         };
         let view = match obj.view() {
             Ok(v) => v,
             Err(err) => {
                 tracing::warn!(key, %err, "invalid selector; not syncing");
-                return Ok(Requeue::No);
+                return Ok(None);
             }
         };
         let may_manage = self.expectations.satisfied(key);
         tracing::debug!(key, may_manage, "syncing");
         let now = Timestamp::now();
-        let ns_pods = self.pods.list_namespace(&view.namespace);
+        let ns_pods = runtime::in_namespace(&self.pods, &view.namespace);
         let plan = sync::plan(&view, &ns_pods, may_manage, now);
         let (owned, claim_err) = self.apply_claim(&view, plan.claim).await;
         let mut failure = None;
@@ -246,9 +242,9 @@ impl<K: ReplicaKind> Ctx<K> {
             && status.available_replicas != status.replicas;
         if view.min_ready_seconds > 0 && ready_not_available {
             let secs = u64::try_from(view.min_ready_seconds).unwrap_or(0);
-            return Ok(Requeue::After(Duration::from_secs(secs)));
+            return Ok(Some(Duration::from_secs(secs)));
         }
-        Ok(Requeue::No)
+        Ok(None)
     }
 
     /// Adopts and releases as claimed; returns the pods actually owned afterwards.
@@ -318,7 +314,7 @@ impl<K: ReplicaKind> Ctx<K> {
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &view.namespace);
         let pod = pods::pod_from_template(template, view.owner.clone(), &view.namespace);
         self.expectations.expect_creations(key, n);
-        let (created, err) = batch::slow_start(n, 1, || {
+        let (created, err) = slow_start(n, 1, || {
             let (pods_api, pod) = (&pods_api, &pod);
             async move {
                 match pods_api.create(&PostParams::default(), pod).await {

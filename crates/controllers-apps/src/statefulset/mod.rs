@@ -13,18 +13,21 @@ pub mod plan;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8rs_controller_runtime::{
+    self as runtime, Change, EventSink, Expectations, Queue, Requeue, SharedInformers, key_of,
+    lookup,
+};
 use k8rs_machinery::labels::Selector;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::history::{self, Step};
-use crate::runtime::queue::{Requeue, run_workers};
-use crate::runtime::{Change, EventSink, Expectations, Store, WorkQueue, key_of};
 use crate::{Error, api_message, is_not_found, pods};
 use plan::{Action, Input};
 
@@ -39,72 +42,63 @@ struct Ctx {
     pods: Store<Pod>,
     claims: Store<PersistentVolumeClaim>,
     revisions: Store<ControllerRevision>,
-    queue: WorkQueue,
+    queue: Queue<String>,
     expectations: Expectations,
     events: EventSink,
 }
 
 /// Runs the StatefulSet controller until `shutdown`.
-pub async fn run(client: kube::Client, shutdown: CancellationToken) -> Result<(), Error> {
+pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Result<(), Error> {
+    let client = informers.client().clone();
     let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        sets: Store::default(),
-        pods: Store::default(),
-        claims: Store::default(),
-        revisions: Store::default(),
-        queue: WorkQueue::default(),
+        sets: informers.store(),
+        pods: informers.store(),
+        claims: informers.store(),
+        revisions: informers.store(),
+        queue: Queue::default(),
         expectations: Expectations::default(),
         events: EventSink::new(client.clone(), CONTROLLER_NAME),
+        client,
     });
     let c = ctx.clone();
-    let s = tokio::spawn(ctx.sets.clone().run(
-        Api::all(client.clone()),
-        move |ch| c.on_set(ch),
-        shutdown.clone(),
-    ));
+    informers.subscribe::<StatefulSet, _>(move |ch| c.on_set(ch));
     let c = ctx.clone();
-    let p = tokio::spawn(ctx.pods.clone().run(
-        Api::all(client.clone()),
-        move |ch| c.on_pod(ch),
-        shutdown.clone(),
-    ));
+    informers.subscribe::<Pod, _>(move |ch| c.on_pod(ch));
     let c = ctx.clone();
-    let v = tokio::spawn(ctx.claims.clone().run(
-        Api::all(client.clone()),
-        move |ch| c.on_claim(ch),
-        shutdown.clone(),
-    ));
-    let r = tokio::spawn(
-        ctx.revisions
-            .clone()
-            .run(Api::all(client), |_| {}, shutdown.clone()),
-    );
-    let synced = ctx.sets.wait_synced(&shutdown).await
-        && ctx.pods.wait_synced(&shutdown).await
-        && ctx.claims.wait_synced(&shutdown).await
-        && ctx.revisions.wait_synced(&shutdown).await;
-    if synced {
-        tracing::info!(controller = CONTROLLER_NAME, "caches synced; started");
-        let c = ctx.clone();
-        let sync = move |key: String| {
-            let c = c.clone();
-            async move { c.sync(&key).await }
-        };
-        run_workers(CONTROLLER_NAME, ctx.queue.clone(), WORKERS, sync, shutdown).await;
-    }
-    let _ = tokio::join!(s, p, v, r);
+    informers.subscribe::<PersistentVolumeClaim, _>(move |ch| c.on_claim(ch));
+    let stores = vec![
+        runtime::ready(&ctx.sets),
+        runtime::ready(&ctx.pods),
+        runtime::ready(&ctx.claims),
+        runtime::ready(&ctx.revisions),
+    ];
+    let c = ctx.clone();
+    let sync = move |key: String| {
+        let c = c.clone();
+        async move { c.sync(&key).await }
+    };
+    runtime::run_synced(
+        CONTROLLER_NAME,
+        stores,
+        ctx.queue.clone(),
+        WORKERS,
+        shutdown,
+        sync,
+    )
+    .await;
     Ok(())
 }
 
 impl Ctx {
-    fn on_set(&self, change: Change<StatefulSet>) {
+    fn on_set(&self, change: Change<'_, StatefulSet>) {
         match change {
-            Change::Added(o) | Change::Updated { new: o, .. } => self.queue.add(key_of(o.as_ref())),
-            Change::Deleted(o) => {
-                let key = key_of(o.as_ref());
+            (_, Some(o)) => self.queue.add(key_of(o)),
+            (Some(o), None) => {
+                let key = key_of(o);
                 self.expectations.forget(&key);
                 self.queue.add(key);
             }
+            (None, None) => {}
         }
     }
 
@@ -118,8 +112,7 @@ impl Ctx {
     /// Sets whose selector matches an orphan (to adopt it).
     fn matching_sets(&self, pod: &Pod) -> Vec<String> {
         let ns = pod.namespace().unwrap_or_default();
-        self.sets
-            .list_namespace(&ns)
+        runtime::in_namespace(&self.sets, &ns)
             .into_iter()
             .filter(|s| {
                 s.spec
@@ -131,13 +124,14 @@ impl Ctx {
             .collect()
     }
 
-    fn on_pod(&self, change: Change<Pod>) {
-        let (pod, added, gone) = match &change {
-            Change::Added(p) => (p, true, p.metadata.deletion_timestamp.is_some()),
-            Change::Updated { new, .. } => (new, false, new.metadata.deletion_timestamp.is_some()),
-            Change::Deleted(p) => (p, false, true),
+    fn on_pod(&self, change: Change<'_, Pod>) {
+        let (pod, added, gone) = match change {
+            (None, Some(p)) => (p, true, p.metadata.deletion_timestamp.is_some()),
+            (Some(_), Some(new)) => (new, false, new.metadata.deletion_timestamp.is_some()),
+            (Some(p), None) => (p, false, true),
+            (None, None) => return,
         };
-        if let Change::Updated { old, new } = &change
+        if let (Some(old), Some(new)) = change
             && old.labels() != new.labels()
             && let Some(key) = self.owner(old)
         {
@@ -149,8 +143,7 @@ impl Ctx {
                     self.expectations.creation_observed(&key);
                 }
                 if gone {
-                    self.expectations
-                        .deletion_observed(&key, &key_of(pod.as_ref()));
+                    self.expectations.deletion_observed(&key, &key_of(pod));
                 }
                 self.queue.add(key);
             }
@@ -163,13 +156,13 @@ impl Ctx {
     }
 
     /// A claim changed: the sets of its namespace whose name it carries may wait for it.
-    fn on_claim(&self, change: Change<PersistentVolumeClaim>) {
-        let claim = match &change {
-            Change::Added(c) | Change::Deleted(c) | Change::Updated { new: c, .. } => c,
+    fn on_claim(&self, (old, new): Change<'_, PersistentVolumeClaim>) {
+        let Some(claim) = new.or(old) else {
+            return;
         };
         let ns = claim.namespace().unwrap_or_default();
         let name = claim.name_any();
-        for set in self.sets.list_namespace(&ns) {
+        for set in runtime::in_namespace(&self.sets, &ns) {
             if name.contains(&format!("-{}-", set.name_any())) {
                 self.queue.add(key_of(set.as_ref()));
             }
@@ -177,30 +170,29 @@ impl Ctx {
     }
 
     async fn sync(&self, key: &str) -> Result<Requeue, Error> {
-        let Some(set) = self.sets.get(key) else {
+        let Some(set) = lookup(&self.sets, key) else {
             self.expectations.forget(key);
-            return Ok(Requeue::No);
+            return Ok(None);
         };
         let Some(sel) = set
             .spec
             .as_ref()
             .and_then(|s| Selector::from_label_selector(&s.selector).ok())
         else {
-            return Ok(Requeue::No);
+            return Ok(None);
         };
         let revisions = self.owned_revisions(&set);
         let Some((current, update, collisions)) = self.sync_revisions(&set, &revisions).await?
         else {
-            return Ok(Requeue::No);
+            return Ok(None);
         };
         let owned = self.claim_pods(&set, &sel).await;
         let ns = set.namespace().unwrap_or_default();
-        let claims: BTreeMap<String, Arc<PersistentVolumeClaim>> = self
-            .claims
-            .list_namespace(&ns)
-            .into_iter()
-            .map(|c| (c.name_any(), c))
-            .collect();
+        let claims: BTreeMap<String, Arc<PersistentVolumeClaim>> =
+            runtime::in_namespace(&self.claims, &ns)
+                .into_iter()
+                .map(|c| (c.name_any(), c))
+                .collect();
         let plan = plan::plan(Input {
             set: &set,
             pods: &owned,
@@ -227,14 +219,13 @@ impl Ctx {
             .await
             .map_err(|e| Error::api(format!("updating status of {key}"), e))?;
         }
-        result.map(|_| plan.requeue_after.map_or(Requeue::No, Requeue::After))
+        result.map(|_| plan.requeue_after)
     }
 
     fn owned_revisions(&self, set: &StatefulSet) -> Vec<ControllerRevision> {
         let uid = set.metadata.uid.clone().unwrap_or_default();
-        let mut revs: Vec<ControllerRevision> = self
-            .revisions
-            .list_namespace(&set.namespace().unwrap_or_default())
+        let ns = set.namespace().unwrap_or_default();
+        let mut revs: Vec<ControllerRevision> = runtime::in_namespace(&self.revisions, &ns)
             .into_iter()
             .filter(|r| pods::controller_ref(&r.metadata).is_some_and(|o| o.uid == uid))
             .map(|r| r.as_ref().clone())
@@ -346,10 +337,9 @@ impl Ctx {
         let ns = set.namespace().unwrap_or_default();
         let uid = set.metadata.uid.clone().unwrap_or_default();
         let deleting = set.metadata.deletion_timestamp.is_some();
-        let candidates =
-            self.pods.list_namespace(&ns).into_iter().filter(|p| {
-                pods::controller_ref(&p.metadata).is_some() || identity::is_member(set, p)
-            });
+        let candidates = runtime::in_namespace(&self.pods, &ns)
+            .into_iter()
+            .filter(|p| pods::controller_ref(&p.metadata).is_some() || identity::is_member(set, p));
         let claim = pods::claim(&uid, deleting, |l| sel.matches(l), candidates);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let owner = pods::owner_ref(set);

@@ -1,8 +1,9 @@
 //! The decisions of one StatefulSet sync, without IO, as upstream's `updateStatefulSet`: the
 //! pods of the ordinals in range are created (claims first) and kept, those out of range are
 //! condemned, highest ordinal first; with OrderedReady (monotonic) each step waits for the
-//! previous pods to be Running and Ready; then a RollingUpdate deletes the highest pod at or
-//! above the partition that is not at the update revision, one at a time.
+//! previous pods to be Running and Ready; then a RollingUpdate deletes the highest pods at or
+//! above the partition that are not at the update revision, `maxUnavailable` (default 1) at a
+//! time.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,9 +12,11 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
 use super::identity::{self as id};
+use crate::deployment::util::scaled_value;
 use crate::pods;
 
 /// One write of a sync, in the order they must be done.
@@ -112,6 +115,19 @@ fn partition(set: &StatefulSet) -> i32 {
         .and_then(|u| u.rolling_update.as_ref())
         .and_then(|r| r.partition)
         .unwrap_or(0)
+}
+
+/// `rollingUpdate.maxUnavailable` scaled against the replicas (rounding down), at least 1.
+fn max_unavailable(set: &StatefulSet) -> usize {
+    let value = set
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.max_unavailable.clone())
+        .unwrap_or(IntOrString::Int(1));
+    let scaled = scaled_value(&value, id::replicas(set), false).unwrap_or(1);
+    usize::try_from(scaled).unwrap_or(0).max(1)
 }
 
 fn min_ready(set: &StatefulSet) -> i32 {
@@ -288,21 +304,46 @@ impl Planner<'_> {
         true
     }
 
-    /// The rolling update: the highest pod at or above the partition not at the update
-    /// revision is deleted; an unavailable one on the way stops the update.
+    /// The rolling update (upstream's, with MaxUnavailableStatefulSet): pods at or above the
+    /// partition not at the update revision are deleted, highest ordinal first, while fewer
+    /// than `maxUnavailable` replicas are unavailable.
     fn rolling_update(&mut self, replicas: &[Slot]) {
-        let update = self.input.update.metadata.name.as_deref();
+        let budget = max_unavailable(self.set());
+        let unavailable = replicas
+            .iter()
+            .filter(|s| self.unavailable(s.pod()))
+            .count();
         let min = usize::try_from(partition(self.set()).max(0)).unwrap_or(0);
-        for slot in replicas.iter().skip(min).rev() {
-            let pod = slot.pod();
-            if id::pod_revision(pod) != update && !terminating(pod) {
+        let targets: Vec<Arc<Pod>> = replicas
+            .iter()
+            .skip(min)
+            .rev()
+            .filter_map(|slot| match slot {
+                Slot::Existing(p) if self.needs_update(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        if self.monotonic {
+            for pod in targets.iter().take(budget.saturating_sub(unavailable)) {
                 self.actions.push(Action::DeletePod(name_of(pod)));
-                return;
             }
-            if self.unavailable(pod) {
-                return;
-            }
+            return;
         }
+        // Parallel: old pods that are unavailable anyway are replaced first and do not use up
+        // the budget (else a broken old revision could block the update for ever).
+        let (broken, healthy): (Vec<_>, Vec<_>) = targets.iter().partition(|p| !self.available(p));
+        if unavailable >= budget && broken.is_empty() {
+            return;
+        }
+        let healthy = healthy.into_iter().take(budget.saturating_sub(unavailable));
+        for pod in broken.into_iter().chain(healthy) {
+            self.actions.push(Action::DeletePod(name_of(pod)));
+        }
+    }
+
+    /// An old pod the rolling update replaces.
+    fn needs_update(&self, pod: &Pod) -> bool {
+        id::pod_revision(pod) != self.input.update.metadata.name.as_deref() && !terminating(pod)
     }
 }
 

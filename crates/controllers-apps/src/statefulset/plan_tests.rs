@@ -233,6 +233,56 @@ fn rolling_update_goes_down_to_the_partition_one_ready_pod_at_a_time() {
     );
 }
 
+/// A rolling case of five ready replicas at the old revision.
+fn rolling5(set: StsBuilder) -> Case {
+    let mut case = rolling(set.replicas(5).image("nginx:2").build());
+    case.pods = (0..5)
+        .map(|i| member(&case.set, &case.current, i, State::Ready))
+        .collect();
+    case
+}
+
+#[test]
+fn max_unavailable_replaces_that_many_pods_at_once() {
+    // Parallel, maxUnavailable 2: the two highest old pods go at once.
+    let mut case = rolling5(StsBuilder::new("web").parallel().max_unavailable("2"));
+    assert_eq!(case.actions(), ["delete pod web-4", "delete pod web-3"]);
+    // Both unavailable (one recreating, one terminating): the budget is spent.
+    case.pods[4] = member(&case.set, &case.update, 4, State::Pending);
+    case.pods[3] = member(&case.set, &case.current, 3, State::Terminating);
+    assert!(case.actions().is_empty(), "{:?}", case.actions());
+    // One back: one more may go.
+    to_update(&mut case, 4);
+    assert_eq!(case.actions(), ["delete pod web-2"]);
+    // A percentage rounds down (40% of 5 = 2); the partition bounds the update.
+    let case = rolling5(
+        StsBuilder::new("web")
+            .parallel()
+            .max_unavailable("40%")
+            .partition(4),
+    );
+    assert_eq!(case.actions(), ["delete pod web-4"]);
+    // Default and small percentages mean one at a time.
+    let case = rolling5(StsBuilder::new("web").parallel().max_unavailable("10%"));
+    assert_eq!(case.actions(), ["delete pod web-4"]);
+    let case = rolling5(StsBuilder::new("web").parallel());
+    assert_eq!(case.actions(), ["delete pod web-4"]);
+    // OrderedReady honours the budget too (the pods come back in order).
+    let case = rolling5(StsBuilder::new("web").max_unavailable("2"));
+    assert_eq!(case.actions(), ["delete pod web-4", "delete pod web-3"]);
+}
+
+#[test]
+fn parallel_update_replaces_broken_old_pods_without_spending_the_budget() {
+    let mut case = rolling5(StsBuilder::new("web").parallel().max_unavailable("2"));
+    // web-0 is old and not ready: it is replaced, and one healthy pod may go beside it.
+    case.pods[0] = member(&case.set, &case.current, 0, State::Pending);
+    assert_eq!(case.actions(), ["delete pod web-0", "delete pod web-4"]);
+    // Two old pods broken: both replaced, no healthy pod touched.
+    case.pods[1] = member(&case.set, &case.current, 1, State::Pending);
+    assert_eq!(case.actions(), ["delete pod web-1", "delete pod web-0"]);
+}
+
 #[test]
 fn a_completed_rollout_makes_the_update_revision_current_and_ondelete_waits() {
     let mut case = rolling(StsBuilder::new("web").image("nginx:2").build());

@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use k8rs_controllers_apps::SharedInformers;
 use k8rs_testing::{TestServer, eventually};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
@@ -20,6 +21,8 @@ pub struct Cluster {
     pub server: TestServer,
     pub client: kube::Client,
     pub shutdown: CancellationToken,
+    /// The informers the controllers under test share, as in the controller manager.
+    pub informers: SharedInformers,
 }
 
 impl Cluster {
@@ -47,10 +50,12 @@ impl Cluster {
         };
         tokio::spawn(k8rs_scheduler::run(client.clone(), sched, shutdown.clone()));
         tokio::spawn(assign_pod_cidrs(client.clone(), shutdown.clone()));
+        let informers = SharedInformers::new(client.clone(), shutdown.clone());
         Cluster {
             server,
             client,
             shutdown,
+            informers,
         }
     }
 

@@ -57,7 +57,7 @@ pub struct Input<'a> {
     pub target: Target,
     pub current_replicas: i32,
     /// The pods the target's selector matches.
-    pub pods: &'a [Pod],
+    pub pods: &'a [&'a Pod],
     /// Usage by pod name.
     pub metrics: &'a BTreeMap<String, PodMetric>,
     pub now_ms: i64,
@@ -256,7 +256,7 @@ fn cpu_unready(pod: &Pod, metric: &PodMetric, now_ms: i64) -> bool {
 }
 
 /// Each pod's summed container request of `resource`, milli-units.
-fn pod_requests(pods: &[Pod], resource: &str) -> Result<BTreeMap<String, i64>, CalcError> {
+fn pod_requests(pods: &[&Pod], resource: &str) -> Result<BTreeMap<String, i64>, CalcError> {
     let mut out = BTreeMap::new();
     for pod in pods {
         let mut total = 0i64;

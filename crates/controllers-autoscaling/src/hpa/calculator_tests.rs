@@ -37,7 +37,7 @@ fn run(case: &Case) {
         resource: "cpu",
         target: case.target,
         current_replicas: case.current,
-        pods: &case.pods,
+        pods: &case.pods.iter().collect::<Vec<_>>(),
         metrics: &metrics,
         now_ms: NOW,
     });

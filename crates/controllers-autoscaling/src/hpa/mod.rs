@@ -1,6 +1,6 @@
 //! The HorizontalPodAutoscaler controller (autoscaling/v2), as upstream's: every sync period
-//! each HPA reads its target's scale subresource, the pods its selector matches and their
-//! `metrics.k8s.io` PodMetrics, computes the replica count ([`calculator`], [`behavior`]),
+//! each HPA reads its target's scale subresource, the pods its selector matches (from the shared
+//! pod cache) and their `metrics.k8s.io` PodMetrics, computes the replica count ([`calculator`], [`behavior`]),
 //! writes it through the scale subresource and reports status, conditions and events.
 //!
 //! The decision is [`sync::decide`], a pure function; this module is the I/O around it.
@@ -13,15 +13,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use k8rs_controller_runtime::{self as runtime, Queue, Requeue, SharedInformers};
+use k8rs_machinery::labels::Selector;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
-use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -34,6 +35,8 @@ pub const CONTROLLER_NAME: &str = "horizontal-pod-autoscaler";
 /// Settings of the HPA controller (upstream's `--horizontal-pod-autoscaler-*` flags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HpaConfig {
+    /// HPAs synced at once (`--concurrent-horizontal-pod-autoscaler-syncs`, 5).
+    pub workers: usize,
     /// How often each HPA is synced (`--horizontal-pod-autoscaler-sync-period`, 15 s).
     pub sync_period: Duration,
     /// Scale-down stabilization for HPAs that set none
@@ -46,6 +49,7 @@ pub struct HpaConfig {
 impl Default for HpaConfig {
     fn default() -> Self {
         HpaConfig {
+            workers: 5,
             sync_period: Duration::from_secs(15),
             downscale_stabilization: Duration::from_secs(300),
             retry_after: Duration::from_secs(5),
@@ -57,49 +61,144 @@ struct Ctx {
     client: kube::Client,
     config: HpaConfig,
     recorder: Recorder,
+    hpas: Store<HorizontalPodAutoscaler>,
+    /// The shared pod cache (upstream's pod lister).
+    pods: Store<Pod>,
     /// Recent recommendations and scale events, per HPA.
     memory: Mutex<HashMap<String, Memory>>,
+    queue: Queue<String>,
+    resyncs: Resyncs,
 }
 
-/// Runs the HPA controller until `shutdown`.
+/// The next sync of each HPA, at most one waiting per HPA (the earliest wins), as upstream's
+/// delaying queue: an HPA is synced every sync period however often it is also synced on a
+/// change, and a failed one is retried once, not once per failure.
+#[derive(Default)]
+struct Resyncs {
+    due: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl Resyncs {
+    /// Queues `key` after `delay`, unless it is already due sooner.
+    fn after(&self, queue: &Queue<String>, key: &str, delay: Duration) {
+        let at = Instant::now() + delay;
+        {
+            let mut due = lock(&self.due);
+            if due.get(key).is_some_and(|d| *d <= at) {
+                return;
+            }
+            due.insert(key.to_string(), at);
+        }
+        let (due, queue, key) = (self.due.clone(), queue.clone(), key.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let current = {
+                let mut due = lock(&due);
+                let current = due.get(&key) == Some(&at);
+                if current {
+                    due.remove(&key);
+                }
+                current
+            };
+            if current {
+                queue.add(key);
+            }
+        });
+    }
+}
+
+/// Runs the HPA controller until `shutdown`, on the process's shared HPA and pod caches: every
+/// HPA is synced when it is created or its spec changes, and `sync_period` after its last sync
+/// (`retry_after` after a failed one).
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: HpaConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
+    let queue: Queue<String> = Queue::default();
+    let hpas = {
+        let q = queue.clone();
+        informers.subscribe::<HorizontalPodAutoscaler, _>(move |(old, new)| {
+            if needs_sync(old, new)
+                && let Some(hpa) = new.or(old)
+            {
+                q.add(runtime::key_of(hpa));
+            }
+        })
+    };
+    let pods = informers.store::<Pod>();
+    let synced = runtime::wait_synced(
+        &shutdown,
+        vec![runtime::ready(&hpas), runtime::ready(&pods)],
+    )
+    .await;
+    if !synced {
+        return if shutdown.is_cancelled() {
+            Ok(())
+        } else {
+            Err(Error::CachesNotSynced)
+        };
+    }
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: None,
     };
     let ctx = Arc::new(Ctx {
         recorder: Recorder::new(client.clone(), reporter),
-        client: client.clone(),
+        client,
         config,
+        hpas,
+        pods,
         memory: Mutex::new(HashMap::new()),
+        queue: queue.clone(),
+        resyncs: Resyncs::default(),
     });
-    let hpas: Api<HorizontalPodAutoscaler> = Api::all(client);
-    Controller::new(hpas, watcher::Config::default())
-        .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(err) = res {
-                tracing::debug!(%err, "hpa: reconcile failed");
-            }
-        })
-        .await;
+    runtime::run_workers(queue, config.workers, shutdown, move |key: String| {
+        let ctx = ctx.clone();
+        async move { sync_key(&ctx, &key).await }
+    })
+    .await;
     Ok(())
 }
 
-fn error_policy(_: Arc<HorizontalPodAutoscaler>, err: &Error, ctx: Arc<Ctx>) -> Action {
-    tracing::info!(%err, "hpa: sync failed; retrying");
-    Action::requeue(ctx.config.retry_after)
+/// Whether a change of an HPA calls for a sync now: it was added or deleted, or its spec or
+/// labels changed (its own status writes wait for the next resync, as upstream).
+fn needs_sync(
+    old: Option<&HorizontalPodAutoscaler>,
+    new: Option<&HorizontalPodAutoscaler>,
+) -> bool {
+    match (old, new) {
+        (Some(old), Some(new)) => {
+            old.spec != new.spec || old.metadata.labels != new.metadata.labels
+        }
+        _ => true,
+    }
 }
 
-async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+/// One sync of the HPA `key`; a failure is logged and retried after `retry_after` (upstream
+/// retries at its fixed sync interval rather than with backoff).
+async fn sync_key(ctx: &Ctx, key: &str) -> Result<Requeue, Error> {
+    let Some(hpa) = runtime::lookup(&ctx.hpas, key) else {
+        lock(&ctx.memory).remove(key);
+        return Ok(None);
+    };
+    let next = match reconcile(&hpa, ctx).await {
+        Ok(()) => ctx.config.sync_period,
+        Err(err) => {
+            tracing::info!(%err, key, "hpa: sync failed; retrying");
+            ctx.config.retry_after
+        }
+    };
+    ctx.resyncs.after(&ctx.queue, key, next);
+    Ok(None)
+}
+
+async fn reconcile(hpa: &HorizontalPodAutoscaler, ctx: &Ctx) -> Result<(), Error> {
     let ns = hpa.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", hpa.name_any());
     let Some(spec) = hpa.spec.as_ref() else {
-        return Ok(Action::await_change());
+        return Ok(());
     };
     let target = &spec.scale_target_ref;
     let scales = Api::<DynamicObject>::namespaced_with(
@@ -116,9 +215,13 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
         })
         .map_err(|e| api_message(&e));
     let (pods, metrics) = match &scale {
-        Ok(s) if !s.selector.is_empty() => fetch_pods(&ctx.client, &ns, &s.selector).await?,
+        Ok(s) if !s.selector.is_empty() => (
+            selected_pods(&ctx.pods, &ns, &s.selector),
+            fetch_metrics(&ctx.client, &ns, &s.selector).await,
+        ),
         _ => (Vec::new(), Ok(BTreeMap::new())),
     };
+    let pods: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
     let now_ms = k8s_openapi::jiff::Timestamp::now().as_millisecond();
     let settings = Settings {
         downscale_window_s: i32::try_from(ctx.config.downscale_stabilization.as_secs())
@@ -126,7 +229,7 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
     };
     let mut memory = lock(&ctx.memory).remove(&key).unwrap_or_default();
     let snapshot = Snapshot {
-        hpa: &hpa,
+        hpa,
         scale: scale.clone(),
         pods: &pods,
         metrics,
@@ -139,16 +242,16 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
             .patch_scale(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => decision.rescaled(&hpa, &mut memory, current.replicas, settings, now_ms),
+            Ok(_) => decision.rescaled(hpa, &mut memory, current.replicas, settings, now_ms),
             Err(e) => decision.rescale_failed(&api_message(&e), now_ms),
         }
     }
     lock(&ctx.memory).insert(key, memory);
-    write_status(&ctx.client, &hpa, &decision).await?;
-    publish(&ctx.recorder, &hpa, &decision).await;
+    write_status(&ctx.client, hpa, &decision).await?;
+    publish(&ctx.recorder, hpa, &decision).await;
     match decision.error {
         Some(err) => Err(Error::SyncFailed(err)),
-        None => Ok(Action::requeue(ctx.config.sync_period)),
+        None => Ok(()),
     }
 }
 
@@ -176,27 +279,36 @@ pub fn target_resource(api_version: &str, kind: &str) -> ApiResource {
     }
 }
 
-type Fetched = (Vec<Pod>, Result<BTreeMap<String, PodUsage>, String>);
+/// The cached pods of `ns` that the scale's `selector` matches (none if it does not parse).
+fn selected_pods(pods: &Store<Pod>, ns: &str, selector: &str) -> Vec<Arc<Pod>> {
+    let Ok(selector) = Selector::parse(selector) else {
+        return Vec::new();
+    };
+    let empty = BTreeMap::new();
+    pods.state()
+        .into_iter()
+        .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+        .filter(|p| selector.matches(p.metadata.labels.as_ref().unwrap_or(&empty)))
+        .collect()
+}
 
-/// The pods the selector matches and their metrics (or why the metrics API failed).
-async fn fetch_pods(client: &kube::Client, ns: &str, selector: &str) -> Result<Fetched, Error> {
+/// The `metrics.k8s.io` usage of the selected pods (or why the metrics API failed).
+async fn fetch_metrics(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+) -> Result<BTreeMap<String, PodUsage>, String> {
     let params = ListParams::default().labels(selector);
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&params)
-        .await
-        .map_err(|e| Error::api("listing the pods of an HPA target", e))?
-        .items;
     let metrics_api =
         Api::<DynamicObject>::namespaced_with(client.clone(), ns, &pod_metrics_resource());
-    let metrics = match metrics_api.list(&params).await {
+    match metrics_api.list(&params).await {
         Ok(list) => Ok(list
             .items
             .iter()
             .map(|m| (m.name_any(), pod_usage(&m.data)))
             .collect()),
         Err(e) => Err(api_message(&e)),
-    };
-    Ok((pods, metrics))
+    }
 }
 
 fn pod_metrics_resource() -> ApiResource {
@@ -335,6 +447,40 @@ fn api_message(err: &kube::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn one_resync_waits_per_hpa_the_earliest() {
+        let queue: Queue<String> = Queue::default();
+        let resyncs = Resyncs::default();
+        for secs in [15, 1, 5] {
+            resyncs.after(&queue, "default/web", Duration::from_secs(secs));
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(queue.len(), 1);
+        let key = queue.next().await;
+        queue.done(&key);
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(queue.is_empty(), "the later resyncs were dropped");
+    }
+
+    #[test]
+    fn only_spec_and_label_changes_sync_at_once() {
+        let hpa: HorizontalPodAutoscaler = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 5},
+        }))
+        .expect("hpa");
+        let mut status_only = hpa.clone();
+        status_only.status = Some(Default::default());
+        let mut resized = hpa.clone();
+        if let Some(spec) = resized.spec.as_mut() {
+            spec.max_replicas = 6;
+        }
+        assert!(needs_sync(None, Some(&hpa)));
+        assert!(needs_sync(Some(&hpa), None));
+        assert!(!needs_sync(Some(&hpa), Some(&status_only)));
+        assert!(needs_sync(Some(&hpa), Some(&resized)));
+    }
 
     #[test]
     fn go_durations() {

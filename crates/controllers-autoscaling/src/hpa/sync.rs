@@ -37,7 +37,7 @@ pub struct Snapshot<'a> {
     pub hpa: &'a HorizontalPodAutoscaler,
     /// The scale, or why it could not be read.
     pub scale: Result<ScaleView, String>,
-    pub pods: &'a [Pod],
+    pub pods: &'a [&'a Pod],
     /// Metrics by pod name, or why they could not be listed.
     pub metrics: Result<BTreeMap<String, PodUsage>, String>,
     pub now_ms: i64,

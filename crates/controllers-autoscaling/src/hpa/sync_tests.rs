@@ -39,11 +39,11 @@ fn condition(d: &Decision, kind: &str) -> (String, String) {
 #[test]
 fn scales_up_on_cpu_above_target() {
     let h = hpa(1, 5, 50);
-    let pods = vec![PodBuilder::new("web-1", "100m").build()];
+    let pods = [PodBuilder::new("web-1", "100m").build()];
     let s = Snapshot {
         hpa: &h,
         scale: scale(1),
-        pods: &pods,
+        pods: &pods.iter().collect::<Vec<_>>(),
         metrics: Ok(BTreeMap::from([("web-1".to_string(), usage(200))])),
         now_ms: NOW,
     };
@@ -94,7 +94,7 @@ fn scales_up_on_cpu_above_target() {
 #[test]
 fn bounded_by_max_replicas() {
     let h = hpa(1, 3, 50);
-    let pods = vec![
+    let pods = [
         PodBuilder::new("web-1", "100m").build(),
         PodBuilder::new("web-2", "100m").build(),
     ];
@@ -105,7 +105,7 @@ fn bounded_by_max_replicas() {
     let s = Snapshot {
         hpa: &h,
         scale: scale(2),
-        pods: &pods,
+        pods: &pods.iter().collect::<Vec<_>>(),
         metrics: Ok(metrics),
         now_ms: NOW,
     };
@@ -150,11 +150,11 @@ fn out_of_range_targets_are_brought_back() {
 #[test]
 fn missing_metrics_are_reported_as_upstream() {
     let h = hpa(1, 5, 50);
-    let pods = vec![PodBuilder::new("web-1", "100m").build()];
+    let pods = [PodBuilder::new("web-1", "100m").build()];
     let s = Snapshot {
         hpa: &h,
         scale: scale(1),
-        pods: &pods,
+        pods: &pods.iter().collect::<Vec<_>>(),
         metrics: Ok(BTreeMap::new()),
         now_ms: NOW,
     };

@@ -2,7 +2,7 @@
 //! schedule in a time zone, with the concurrency policy, the starting deadline, suspension and
 //! the history limits.
 //!
-//! Informers on CronJobs and Jobs queue CronJob keys; [`sync::sync`] decides one sync and this
+//! The shared CronJob and Job informers queue CronJob keys; [`sync::sync`] decides one sync and this
 //! module makes its writes, then requeues the key for the next schedule time.
 
 pub mod schedule;
@@ -16,12 +16,11 @@ use k8s_openapi::jiff::tz::TimeZone;
 use kube::api::{Api, DeleteParams, PostParams, PropagationPolicy};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::clock::{self, SharedClock};
-use crate::runtime::{self, Queue, Requeue};
+use crate::runtime::{self, Queue, Requeue, SharedInformers};
 use sync::{Plan, Snapshot};
 
 /// The name events are reported under.
@@ -67,38 +66,30 @@ fn cronjob_key_of(job: &Job) -> Option<String> {
     Some(format!("{ns}/{}", owner.name))
 }
 
-/// Runs the CronJob controller until `shutdown`.
+/// Runs the CronJob controller until `shutdown`, on the process's shared CronJob and Job
+/// caches.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: CronJobConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let queue: Queue<String> = Queue::default();
     let cronjobs = {
         let q = queue.clone();
-        runtime::informer(
-            Api::<CronJob>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(old, new)| {
-                if let Some(cj) = new.or(old) {
-                    q.add(runtime::key_of(cj));
-                }
-            },
-        )
+        informers.subscribe::<CronJob, _>(move |(old, new)| {
+            if let Some(cj) = new.or(old) {
+                q.add(runtime::key_of(cj));
+            }
+        })
     };
     let jobs = {
         let q = queue.clone();
-        runtime::informer(
-            Api::<Job>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(old, new)| {
-                for key in old.into_iter().chain(new).filter_map(cronjob_key_of) {
-                    q.add(key);
-                }
-            },
-        )
+        informers.subscribe::<Job, _>(move |(old, new)| {
+            for key in old.into_iter().chain(new).filter_map(cronjob_key_of) {
+                q.add(key);
+            }
+        })
     };
     let synced = runtime::wait_synced(
         &shutdown,

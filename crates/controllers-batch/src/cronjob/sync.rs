@@ -299,7 +299,7 @@ fn cleanup_history(snap: &Snapshot<'_>, plan: &mut Plan) {
         if done.len() <= keep {
             continue;
         }
-        done.sort_by_key(|j| start_of(j));
+        done.sort_by(|a, b| oldest_first(a).cmp(&oldest_first(b)));
         let extra = done.len() - keep;
         for job in done.into_iter().take(extra) {
             let name = job.metadata.name.clone().unwrap_or_default();
@@ -313,14 +313,17 @@ fn cleanup_history(snap: &Snapshot<'_>, plan: &mut Plan) {
     }
 }
 
-fn start_of(job: &Job) -> (Option<Timestamp>, Option<Timestamp>) {
+/// Upstream's `byJobStartTime` order: by start time (the creation time if none), Jobs that
+/// never started last, equal times by name (so that Jobs started in the same second are
+/// trimmed in schedule order, whatever order the cache lists them in).
+fn oldest_first(job: &Job) -> (bool, Option<Timestamp>, Option<&str>) {
     let start = job
         .status
         .as_ref()
         .and_then(|s| s.start_time.as_ref())
+        .or(job.metadata.creation_timestamp.as_ref())
         .map(|t| t.0);
-    let created = job.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    (start.or(created), created)
+    (start.is_none(), start, job.metadata.name.as_deref())
 }
 
 /// Upstream's `getJobName`: `<cronjob>-<minutes since the epoch of the schedule time>`.

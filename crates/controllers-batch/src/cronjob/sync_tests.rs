@@ -142,6 +142,27 @@ fn finished_jobs_leave_active_and_history_is_trimmed() {
 }
 
 #[test]
+fn history_started_in_the_same_second_is_trimmed_in_name_order() {
+    let cj = CronJobBuilder::new("cj", "0 0 1 1 *")
+        .status(json!({}))
+        .build();
+    let mut done: Vec<Job> = (1..=2)
+        .map(|m| cron_child(&cj, at(m * 60), Some("Complete")))
+        .collect();
+    for job in &mut done {
+        let status = job.status.get_or_insert_default();
+        status.start_time = Some(Time(at(600)));
+        job.metadata.creation_timestamp = Some(Time(at(600)));
+    }
+    done.reverse();
+    let cj = CronJobBuilder::new("cj", "0 0 1 1 *")
+        .spec("successfulJobsHistoryLimit", json!(1))
+        .build();
+    let plan = run(&cj, &done, at(3600));
+    assert_eq!(plan.delete, ["cj-28401121"], "the older schedule goes");
+}
+
+#[test]
 fn missing_and_unexpected_jobs_are_reported() {
     let cj = CronJobBuilder::new("cj", "0 0 1 1 *").build();
     let gone = cron_child(&cj, at(60), None);

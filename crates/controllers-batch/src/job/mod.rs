@@ -2,9 +2,12 @@
 //! the `batch.kubernetes.io/job-tracking` finalizer, with backoff, deadlines, suspension, the
 //! Indexed completion mode and the pod failure and success policies.
 //!
-//! Informers on Jobs and pods queue Job keys; [`sync::sync`] decides one sync's writes and this
-//! module makes them in order (interim status, finalizers, deletions, creations, final status).
+//! The shared Job and pod informers queue Job keys; [`claim`] decides which pods the Job
+//! controls (adopting orphans its selector matches), [`sync::sync`] decides one sync's writes
+//! and this module makes them in order (claims, interim status, finalizers, deletions,
+//! creations, final status).
 
+pub mod claim;
 mod expectations;
 pub mod indexes;
 pub mod pods;
@@ -20,13 +23,12 @@ use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::clock::{self, SharedClock};
-use crate::runtime::{self, Queue, Requeue};
+use crate::runtime::{self, Queue, Requeue, SharedInformers};
 use expectations::{Expect, Expectations};
 use sync::{Backoff, Plan, Snapshot};
 
@@ -70,9 +72,7 @@ struct Ctx {
 /// The `namespace/name` of the Job controlling `pod`.
 fn job_key_of(pod: &Pod) -> Option<String> {
     let owner =
-        pod.metadata.owner_references.iter().flatten().find(|o| {
-            o.controller == Some(true) && o.kind == "Job" && o.api_version == "batch/v1"
-        })?;
+        claim::controller_of(pod).filter(|o| o.kind == "Job" && o.api_version == "batch/v1")?;
     Some(format!(
         "{}/{}",
         pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -80,40 +80,63 @@ fn job_key_of(pod: &Pod) -> Option<String> {
     ))
 }
 
-/// Runs the Job controller until `shutdown`.
+/// The keys of the Jobs in the pod's namespace whose selector matches it (upstream's
+/// `GetPodJobs`): candidates to adopt an orphan.
+fn jobs_selecting(jobs: &Store<Job>, pod: &Pod) -> Vec<String> {
+    if pod.metadata.labels.as_ref().is_none_or(|l| l.is_empty()) {
+        return Vec::new();
+    }
+    let namespace = pod.metadata.namespace.as_deref();
+    jobs.state()
+        .iter()
+        .filter(|job| job.metadata.namespace.as_deref() == namespace)
+        .filter(|job| claim::selector(job).is_ok_and(|s| claim::matches(&s, pod)))
+        .map(|job| runtime::key_of(job.as_ref()))
+        .collect()
+}
+
+/// The Jobs to sync after a pod change, as upstream's pod handlers: the controlling Job before
+/// and after, and for an orphan that was added or whose labels or controller changed, every
+/// Job that selects it.
+fn jobs_to_sync(jobs: &Store<Job>, old: Option<&Pod>, new: Option<&Pod>) -> HashSet<String> {
+    let mut keys: HashSet<String> = old.into_iter().chain(new).filter_map(job_key_of).collect();
+    if let Some(pod) = new
+        && claim::controller_of(pod).is_none()
+    {
+        let changed = old.is_none_or(|old| {
+            old.metadata.labels != pod.metadata.labels
+                || claim::controller_of(old) != claim::controller_of(pod)
+        });
+        if changed {
+            keys.extend(jobs_selecting(jobs, pod));
+        }
+    }
+    keys
+}
+
+/// Runs the Job controller until `shutdown`, on the process's shared Job and pod caches.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: JobConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let queue: Queue<String> = Queue::default();
     let jobs = {
         let q = queue.clone();
-        runtime::informer(
-            Api::<Job>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(old, new)| {
-                if let Some(job) = new.or(old) {
-                    q.add(runtime::key_of(job));
-                }
-            },
-        )
+        informers.subscribe::<Job, _>(move |(old, new)| {
+            if let Some(job) = new.or(old) {
+                q.add(runtime::key_of(job));
+            }
+        })
     };
     let pods = {
-        let q = queue.clone();
-        runtime::informer(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(old, new)| {
-                let keys: HashSet<String> =
-                    old.into_iter().chain(new).filter_map(job_key_of).collect();
-                for key in keys {
-                    q.add(key);
-                }
-            },
-        )
+        let (q, jobs) = (queue.clone(), jobs.clone());
+        informers.subscribe::<Pod, _>(move |(old, new)| {
+            for key in jobs_to_sync(&jobs, old, new) {
+                q.add(key);
+            }
+        })
     };
     let synced = runtime::wait_synced(
         &shutdown,
@@ -165,14 +188,15 @@ async fn sync_key(ctx: &Ctx, key: &str) -> Result<Requeue, Error> {
     if !ctx.expectations.satisfied(key, &job, cached_pod) {
         return Ok(Some(Duration::from_millis(50)));
     }
-    let uid = job.metadata.uid.as_deref().unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = ctx
+    let in_namespace: Vec<Arc<Pod>> = ctx
         .pods
         .state()
         .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && pods::owned_by(p, uid))
+        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
         .collect();
-    let pods: Vec<&Pod> = pods.iter().map(Arc::as_ref).collect();
+    let in_namespace: Vec<&Pod> = in_namespace.iter().map(Arc::as_ref).collect();
+    let (owned, adopted) = claim_pods(ctx, key, &job, &in_namespace).await?;
+    let pods: Vec<&Pod> = owned.into_iter().chain(adopted.iter()).collect();
     let snap = Snapshot {
         job: &job,
         pods: &pods,
@@ -184,6 +208,80 @@ async fn sync_key(ctx: &Ctx, key: &str) -> Result<Requeue, Error> {
     };
     let plan = sync::sync(&snap);
     perform(ctx, key, &job, plan).await
+}
+
+/// Upstream's `getPodsForJob` claims: releases the Job's pods its selector no longer matches
+/// and adopts the orphans it matches (after a fresh read shows the Job is not being deleted):
+/// the pods it kept, and those it adopted as they now are, for the rest of the sync.
+async fn claim_pods<'a>(
+    ctx: &Ctx,
+    key: &str,
+    job: &Job,
+    in_namespace: &[&'a Pod],
+) -> Result<(Vec<&'a Pod>, Vec<Pod>), Error> {
+    let selector = claim::selector(job).map_err(|err| Error::Invalid(key.to_string(), err))?;
+    let claims = claim::claim(job, &selector, in_namespace);
+    for pod in &claims.release {
+        patch_claim(ctx, key, pod, &claim::release_patch(job, pod), "release").await?;
+    }
+    if claims.adopt.is_empty() {
+        return Ok((claims.owned, Vec::new()));
+    }
+    recheck_deletion(ctx, key, job).await?;
+    let mut adopted = Vec::new();
+    for pod in claims.adopt {
+        if patch_claim(ctx, key, pod, &claim::adopt_patch(job, pod), "adopt").await? {
+            adopted.push(claim::adopted(job, pod));
+        }
+    }
+    Ok((claims.owned, adopted))
+}
+
+/// Upstream's `RecheckDeletionTimestamp`: the Job, read from the API server rather than the
+/// cache, is still the same Job and not being deleted.
+async fn recheck_deletion(ctx: &Ctx, key: &str, job: &Job) -> Result<(), Error> {
+    let (namespace, name) = runtime::split_key(key);
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let fresh = api
+        .get(name)
+        .await
+        .map_err(|err| write_err("get", "Job", key, err))?;
+    if fresh.metadata.uid != job.metadata.uid {
+        let reason = format!(
+            "original Job {key} is gone: got uid {}, wanted {}",
+            fresh.metadata.uid.unwrap_or_default(),
+            job.metadata.uid.as_deref().unwrap_or_default()
+        );
+        return Err(Error::CannotAdopt(key.to_string(), reason));
+    }
+    if let Some(at) = fresh.metadata.deletion_timestamp {
+        let reason = format!("{key} has just been deleted at {}", at.0);
+        return Err(Error::CannotAdopt(key.to_string(), reason));
+    }
+    Ok(())
+}
+
+/// Patches a pod's controller reference; whether the pod was there to patch (a pod that is
+/// gone, or was recreated under the same name, is skipped as upstream does).
+async fn patch_claim(
+    ctx: &Ctx,
+    key: &str,
+    pod: &Pod,
+    patch: &serde_json::Value,
+    verb: &'static str,
+) -> Result<bool, Error> {
+    let (namespace, _) = runtime::split_key(key);
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(kube::Error::Api(s)) if s.code == 422 && verb == "release" => Ok(false),
+        Err(err) => Err(write_err(verb, "Pod", &format!("{namespace}/{name}"), err)),
+    }
 }
 
 /// Removes the tracking finalizer of the pods of a Job that is gone (or going).

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use k8rs_controller_runtime::SharedInformers;
 use k8rs_controllers_batch::clock::{FakeClock, SharedClock};
 use k8rs_controllers_batch::{cronjob, job, ttl};
 use k8rs_testing::TestServer;
@@ -51,9 +52,11 @@ pub async fn env() -> &'static Env {
             backoff_base: Duration::from_millis(100),
             ..Default::default()
         };
-        tokio::spawn(job::run(client.clone(), jobs, token.clone()));
+        // One set of caches for the three controllers, as in the controller manager.
+        let informers = SharedInformers::new(client.clone(), token.clone());
+        tokio::spawn(job::run(informers.clone(), jobs, token.clone()));
         tokio::spawn(ttl::run(
-            client.clone(),
+            informers.clone(),
             ttl::TtlConfig::default(),
             token.clone(),
         ));
@@ -64,7 +67,7 @@ pub async fn env() -> &'static Env {
             local_time_zone: k8s_openapi::jiff::tz::TimeZone::UTC,
             ..Default::default()
         };
-        tokio::spawn(cronjob::run(client, cron, token));
+        tokio::spawn(cronjob::run(informers, cron, token));
         Env { server, cron_clock }
     })
     .await

@@ -2,7 +2,7 @@
 //! per Service with a selector, named like the Service, listing the selected pods' addresses
 //! (ready ones in `addresses`, the others in `notReadyAddresses`).
 //!
-//! Informers on Services, pods and Endpoints queue Service keys; [`sync::sync`] decides the
+//! The shared Service, pod and Endpoints informers queue Service keys; [`sync::sync`] decides the
 //! write.
 
 pub mod sync;
@@ -13,12 +13,11 @@ use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::podutil;
-use crate::runtime::{self, Queue, Requeue};
+use crate::runtime::{self, Queue, Requeue, SharedInformers};
 use crate::trigger::TriggerTracker;
 use sync::{Action, Snapshot};
 
@@ -50,52 +49,39 @@ struct Ctx {
     recorder: Recorder,
 }
 
-/// Runs the Endpoints controller until `shutdown`.
+/// Runs the Endpoints controller until `shutdown`, on the process's shared Service, pod and
+/// Endpoints caches.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: EndpointsConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let queue: Queue<String> = Queue::default();
     let services = {
         let q = queue.clone();
-        runtime::informer(
-            Api::<Service>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(old, new)| {
-                if let Some(svc) = new.or(old) {
-                    q.add(runtime::key_of(svc));
-                }
-            },
-        )
+        informers.subscribe::<Service, _>(move |(old, new)| {
+            if let Some(svc) = new.or(old) {
+                q.add(runtime::key_of(svc));
+            }
+        })
     };
     let pods = {
         let (q, services) = (queue.clone(), services.clone());
-        runtime::informer(
-            Api::<Pod>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            move |(old, new)| {
-                for key in services_of_pod(&services, old, new) {
-                    q.add(key);
-                }
-            },
-        )
+        informers.subscribe::<Pod, _>(move |(old, new)| {
+            for key in services_of_pod(&services, old, new) {
+                q.add(key);
+            }
+        })
     };
     let endpoints = {
         let q = queue.clone();
-        runtime::informer(
-            Api::<Endpoints>::all(client.clone()),
-            watcher::Config::default(),
-            shutdown.clone(),
-            // Upstream recreates deleted Endpoints; other changes are not its business.
-            move |(old, new)| {
-                if let (Some(ep), None) = (old, new) {
-                    q.add(runtime::key_of(ep));
-                }
-            },
-        )
+        // Upstream recreates deleted Endpoints; other changes are not its business.
+        informers.subscribe::<Endpoints, _>(move |(old, new)| {
+            if let (Some(ep), None) = (old, new) {
+                q.add(runtime::key_of(ep));
+            }
+        })
     };
     let synced = runtime::wait_synced(
         &shutdown,

@@ -13,16 +13,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8rs_controller_runtime::{self as runtime, EventSink, Queue, SharedInformers};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use crate::runtime::{self, Queue};
 use crate::volume::{
     ANN_BETA_STORAGE_PROVISIONER, ANN_BIND_COMPLETED, ANN_BOUND_BY_CONTROLLER,
     ANN_STORAGE_PROVISIONER, claim_class, claim_key, claim_ref, claim_ref_key, volume_name,
@@ -60,7 +59,7 @@ struct Ctx {
     claims: Store<PersistentVolumeClaim>,
     volumes: Store<PersistentVolume>,
     classes: Store<StorageClass>,
-    recorder: Recorder,
+    events: EventSink,
 }
 
 /// Runs the binder until `shutdown`.
@@ -68,39 +67,36 @@ struct Ctx {
 /// # Errors
 /// [`Error::CachesNotSynced`] when shut down before the caches listed.
 pub async fn run(
-    client: Client,
+    informers: SharedInformers,
     config: PvBinderConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let client = informers.client().clone();
     let queue: Queue<Key> = Queue::default();
+    let claims = informers.store::<PersistentVolumeClaim>();
     let q = queue.clone();
-    let claims = runtime::informer(Api::all(client.clone()), shutdown.clone(), move |c| {
-        on_claim(&q, c)
+    informers.subscribe::<PersistentVolumeClaim, _>(move |(old, new)| {
+        if let Some(c) = new.or(old) {
+            on_claim(&q, c);
+        }
     });
     let (q, cs) = (queue.clone(), claims.clone());
-    let volumes = runtime::informer(Api::all(client.clone()), shutdown.clone(), move |v| {
-        on_volume(&q, &cs, v)
+    let volumes = informers.subscribe::<PersistentVolume, _>(move |(old, new)| {
+        if let Some(v) = new.or(old) {
+            on_volume(&q, &cs, v);
+        }
     });
     let (q, cs) = (queue.clone(), claims.clone());
-    let classes = runtime::informer::<StorageClass, _>(
-        Api::all(client.clone()),
-        shutdown.clone(),
-        move |_| {
-            for c in cs.state() {
-                q.add(Key::Claim(claim_key(&c)));
-            }
-        },
-    );
-    let synced = runtime::wait_ready(&shutdown, &claims).await
-        && runtime::wait_ready(&shutdown, &volumes).await
-        && runtime::wait_ready(&shutdown, &classes).await;
-    if !synced {
-        return if shutdown.is_cancelled() {
-            Ok(())
-        } else {
-            Err(Error::CachesNotSynced)
-        };
-    }
+    let classes = informers.subscribe::<StorageClass, _>(move |_| {
+        for c in cs.state() {
+            q.add(Key::Claim(claim_key(&c)));
+        }
+    });
+    let stores = vec![
+        runtime::ready(&claims),
+        runtime::ready(&volumes),
+        runtime::ready(&classes),
+    ];
     let (cs, vs) = (claims.clone(), volumes.clone());
     runtime::resync(
         queue.clone(),
@@ -108,19 +104,24 @@ pub async fn run(
         shutdown.clone(),
         move || all_keys(&cs, &vs),
     );
-    let reporter = Reporter {
-        controller: CONTROLLER_NAME.into(),
-        instance: None,
-    };
     let ctx = Arc::new(Ctx {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: EventSink::new(client.clone(), CONTROLLER_NAME),
         client,
         claims,
         volumes,
         classes,
     });
-    runtime::run_worker(queue, shutdown, |key| sync_key(ctx.clone(), key)).await;
-    Ok(())
+    let sync = move |key: Key| {
+        let ctx = ctx.clone();
+        async move { sync_key(ctx, key).await.map(|()| None) }
+    };
+    if runtime::run_synced(CONTROLLER_NAME, stores, queue, 1, shutdown.clone(), sync).await
+        || shutdown.is_cancelled()
+    {
+        Ok(())
+    } else {
+        Err(Error::CachesNotSynced)
+    }
 }
 
 fn all_keys(claims: &Store<PersistentVolumeClaim>, volumes: &Store<PersistentVolume>) -> Vec<Key> {
@@ -291,7 +292,7 @@ async fn apply(ctx: &Ctx, mut work: Work, actions: Vec<Action>) -> Result<(), Er
                     Target::Claim(k) => work.claim(ctx, k)?.object_ref(&()),
                     Target::Volume(n) => work.volume(ctx, n)?.object_ref(&()),
                 };
-                crate::events::record(&ctx.recorder, &reference, warning, reason, message).await;
+                ctx.events.record(&reference, warning, reason, message);
             }
             Action::BindVolume { .. }
             | Action::UnbindVolume { .. }

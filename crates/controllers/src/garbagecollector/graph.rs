@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::resources;
+use super::resources::Resources;
 
 /// The finalizer of a foreground deletion: the owner waits for its blocking dependents.
 pub const FOREGROUND: &str = "foregroundDeletion";
@@ -20,7 +20,7 @@ pub const ORPHAN: &str = "orphan";
 /// One object of the graph, from its metadata.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {
-    /// Index in [`resources::RESOURCES`].
+    /// Index in the graph's [`Resources`].
     pub res: usize,
     pub namespace: Option<String>,
     pub name: String,
@@ -115,15 +115,35 @@ enum Owner {
     Unknown,
 }
 
-/// The graph: every watched object, who depends on whom, and the owners known to be gone.
+/// The graph: the watched resources, every watched object, who depends on whom, and the owners
+/// known to be gone.
 #[derive(Debug, Default)]
 pub struct Graph {
+    resources: Resources,
     items: HashMap<String, Item>,
     dependents: HashMap<String, BTreeSet<String>>,
     absent: HashSet<String>,
 }
 
 impl Graph {
+    /// An empty graph of objects of `resources`.
+    pub fn new(resources: Resources) -> Self {
+        Graph {
+            resources,
+            ..Default::default()
+        }
+    }
+
+    /// The resources watched.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// The resources watched, to update after a discovery.
+    pub fn resources_mut(&mut self) -> &mut Resources {
+        &mut self.resources
+    }
+
     pub fn get(&self, uid: &str) -> Option<&Item> {
         self.items.get(uid)
     }
@@ -140,6 +160,23 @@ impl Graph {
     pub fn uids_of(&self, res: usize) -> Vec<String> {
         let of = self.items.values().filter(|i| i.res == res);
         of.map(|i| i.uid.clone()).collect()
+    }
+
+    /// The UIDs of the objects that have owners (their owners' kinds may have become known).
+    pub fn owned(&self) -> Vec<String> {
+        let of = self.items.values().filter(|i| !i.owners.is_empty());
+        of.map(|i| i.uid.clone()).collect()
+    }
+
+    /// Drops the objects of a resource no longer watched, without counting them absent (their
+    /// dependents keep them as owners of an unknown kind); returns the UIDs to plan again.
+    pub fn forget_resource(&mut self, res: usize) -> Vec<String> {
+        let mut dirty = Vec::new();
+        for uid in self.uids_of(res) {
+            dirty.extend(self.remove(&uid));
+            self.absent.remove(&uid);
+        }
+        dirty
     }
 
     /// Adds or updates an object; returns the UIDs whose decisions may have changed.
@@ -276,7 +313,11 @@ impl Graph {
         if self.absent.contains(&owner.uid) {
             return Owner::Dangling;
         }
-        if resources::lookup(&owner.api_version, &owner.kind).is_none() {
+        if self
+            .resources
+            .lookup(&owner.api_version, &owner.kind)
+            .is_none()
+        {
             // A kind this collector does not watch: it cannot tell, so it keeps the object.
             return Owner::Solid;
         }
@@ -349,8 +390,8 @@ impl Graph {
     }
 
     fn verify(&self, item: &Item, owner: &OwnerReference) -> Option<Action> {
-        let res = resources::lookup(&owner.api_version, &owner.kind)?;
-        let namespaced = resources::RESOURCES.get(res)?.namespaced;
+        let res = self.resources.lookup(&owner.api_version, &owner.kind)?;
+        let namespaced = self.resources.get(res)?.namespaced;
         Some(Action::Verify {
             res,
             namespace: if namespaced {

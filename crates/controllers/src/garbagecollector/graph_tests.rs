@@ -1,13 +1,22 @@
 use super::*;
+use crate::garbagecollector::resources::Resource;
+
+/// The resources of the tests' graphs.
+fn kinds() -> Vec<Resource> {
+    vec![
+        Resource::new("", "v1", "Pod", "pods", true),
+        Resource::new("", "v1", "ConfigMap", "configmaps", true),
+        Resource::new("", "v1", "Secret", "secrets", true),
+        Resource::new("apps", "v1", "ReplicaSet", "replicasets", true),
+        Resource::new("apps", "v1", "Deployment", "deployments", true),
+    ]
+}
 
 /// Builds graph items: `obj("ReplicaSet", "rs")` is uid `rs`, resourceVersion `1`.
 struct B(Item);
 
 fn obj(kind: &str, name: &str) -> B {
-    let res = resources::RESOURCES
-        .iter()
-        .position(|r| r.kind == kind)
-        .unwrap_or(0);
+    let res = kinds().iter().position(|r| r.kind == kind).unwrap_or(0);
     B(Item {
         res,
         namespace: Some("default".into()),
@@ -22,7 +31,7 @@ fn obj(kind: &str, name: &str) -> B {
 
 impl B {
     fn owned_by(mut self, kind: &str, name: &str, block: bool) -> B {
-        let api_version = resources::RESOURCES
+        let api_version = kinds()
             .iter()
             .find(|r| r.kind == kind)
             .map_or("v1".into(), |r| r.api_version());
@@ -44,7 +53,7 @@ impl B {
 }
 
 fn graph(items: Vec<B>) -> Graph {
-    let mut g = Graph::default();
+    let mut g = Graph::new(Resources::new(kinds()));
     for b in items {
         g.upsert(b.0);
     }
@@ -64,7 +73,7 @@ fn target(g: &Graph, uid: &str) -> Target {
 #[test]
 fn unseen_owner_is_looked_up_before_anything_is_deleted() {
     let g = graph(vec![obj("Pod", "p").owned_by("ReplicaSet", "rs", true)]);
-    let res = resources::lookup("apps/v1", "ReplicaSet").expect("rs");
+    let res = g.resources().lookup("apps/v1", "ReplicaSet").expect("rs");
     assert_eq!(
         plan_all(&g),
         vec![Action::Verify {
@@ -277,4 +286,55 @@ fn owners_of_unwatched_kinds_are_kept() {
         ..Default::default()
     });
     assert_eq!(plan_all(&graph(vec![b])), vec![]);
+}
+
+#[test]
+fn owners_of_a_kind_discovered_later_are_looked_up() {
+    let mut b = obj("ConfigMap", "c");
+    b.0.owners.push(OwnerReference {
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        name: "w".into(),
+        uid: "w".into(),
+        ..Default::default()
+    });
+    let mut g = graph(vec![b]);
+    let mut all = kinds();
+    all.push(Resource::new(
+        "example.com",
+        "v1",
+        "Widget",
+        "widgets",
+        true,
+    ));
+    let changes = g.resources_mut().update(all);
+    assert_eq!(changes.added, vec![5]);
+    assert_eq!(
+        g.plan(&g.owned()),
+        vec![Action::Verify {
+            res: 5,
+            namespace: Some("default".into()),
+            name: "w".into(),
+            uid: "w".into()
+        }]
+    );
+}
+
+#[test]
+fn objects_of_a_resource_no_longer_served_are_forgotten_not_absent() {
+    let mut g = graph(vec![
+        obj("ReplicaSet", "rs"),
+        obj("Pod", "p").owned_by("ReplicaSet", "rs", true),
+    ]);
+    let res = g.get("rs").map(|i| i.res).expect("rs");
+    g.resources_mut().update(
+        kinds()
+            .into_iter()
+            .filter(|r| r.kind != "ReplicaSet")
+            .collect(),
+    );
+    let dirty = g.forget_resource(res);
+    assert!(g.get("rs").is_none());
+    // The pod's owner is of a kind no longer known: it is kept.
+    assert_eq!(g.plan(&dirty), vec![]);
 }

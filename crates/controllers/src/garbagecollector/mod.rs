@@ -1,33 +1,35 @@
-//! The garbage collector, as upstream's: a graph of ownerReferences over every watched resource
-//! (metadata-only watches, see [`resources`]), deleting dependents whose owners are gone
-//! (background), emptying foreground deletions (`foregroundDeletion` finalizer, dependents with
+//! The garbage collector, as upstream's: a graph of ownerReferences over every resource discovery
+//! lists that supports list, watch and delete (built-ins and custom resources, re-discovered
+//! periodically and when a CustomResourceDefinition changes; metadata-only watches, see
+//! [`monitors`] and [`resources`]), deleting dependents whose owners are gone (background),
+//! emptying foreground deletions (`foregroundDeletion` finalizer, dependents with
 //! `blockOwnerDeletion` first) and orphaning (`orphan` finalizer). The decisions live in
 //! [`graph::Graph::plan`]; this module feeds it watch events and performs its actions.
 //!
-//! It records no events, as upstream.
+//! It records no events, as upstream. It uses no typed informer: its watches carry metadata
+//! only, which the shared (typed) informers cannot share.
 
+mod execute;
 pub mod graph;
+pub mod monitors;
 pub mod resources;
 
 use std::collections::{HashMap, HashSet};
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, stream};
-use kube::api::{
-    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
-};
-use kube::core::PartialObjectMeta;
-use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::{Semaphore, mpsc};
+use k8rs_controller_runtime::SharedInformers;
+use kube::runtime::watcher;
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
-use graph::{Action, Graph, Item, Policy, Target};
-use resources::RESOURCES;
+use execute::Outcome;
+use graph::{Action, Graph, Item};
+use monitors::{MetaEvent, Tagged};
+use resources::Resource;
 
 /// Settings of the collector, upstream's `--concurrent-gc-syncs`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,16 +52,15 @@ const PLAN_PERIOD: Duration = Duration::from_millis(50);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How long a performed action is not repeated for the same resourceVersion.
 const REMEMBER: Duration = Duration::from_secs(30);
-
-/// What a performed action reports back.
-enum Outcome {
-    Absent(String),
-    Failed(String),
-}
+/// How long planning waits for a new watch's first list (upstream waits 30 s for its caches
+/// before it proceeds anyway).
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Watch events buffered between the watches and the graph.
+const EVENT_BUFFER: usize = 256;
 
 /// Runs the collector until `shutdown`.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: GarbageCollectorConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -69,48 +70,57 @@ pub async fn run(
             message: "--concurrent-gc-syncs must be positive".into(),
         });
     }
+    let client = informers.client().clone();
+    let (found_tx, found_rx) = mpsc::channel(1);
+    let rediscover = Arc::new(Notify::new());
+    tokio::spawn(monitors::discovery_loop(
+        client.clone(),
+        found_tx,
+        rediscover.clone(),
+        shutdown.child_token(),
+    ));
+    let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
     let (tx, rx) = mpsc::unbounded_channel();
     let mut gc = Collector {
-        client: client.clone(),
+        client,
         graph: Graph::default(),
+        monitors: HashMap::new(),
+        generation: 0,
+        events_tx,
+        rediscover,
         dirty: HashSet::new(),
         retry: Vec::new(),
         recent: HashMap::new(),
-        listing: vec![Some(HashSet::new()); RESOURCES.len()],
         writes: JoinSet::new(),
         permits: Arc::new(Semaphore::new(config.concurrent_gc_syncs)),
         tx,
         rx,
     };
-    gc.run(shutdown).await;
+    gc.run(shutdown, found_rx, events_rx).await;
     Ok(())
 }
 
-type MetaEvent = watcher::Event<PartialObjectMeta<DynamicObject>>;
-
-/// One metadata-only watch per resource, merged.
-fn watches(
-    client: &kube::Client,
-) -> impl futures::Stream<Item = (usize, watcher::Result<MetaEvent>)> {
-    let all = RESOURCES.iter().enumerate().map(|(i, r)| {
-        let api: Api<PartialObjectMeta<DynamicObject>> =
-            Api::all_with(client.clone(), &r.api_resource());
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .map(move |e| (i, e))
-            .boxed()
-    });
-    stream::select_all(all)
+/// The watch of one resource.
+struct Monitor {
+    /// Tags this watch's events: events of an earlier watch of the resource are stale.
+    generation: u64,
+    stop: CancellationToken,
+    /// The UIDs seen while it (re)lists; `None` once listed.
+    listing: Option<HashSet<String>>,
+    /// Until its first list ends, planning waits for it up to this instant.
+    first_sync_until: Option<Instant>,
 }
 
 struct Collector {
     client: kube::Client,
     graph: Graph,
+    monitors: HashMap<usize, Monitor>,
+    generation: u64,
+    events_tx: mpsc::Sender<Tagged>,
+    rediscover: Arc<Notify>,
     dirty: HashSet<String>,
     retry: Vec<(Instant, String)>,
     recent: HashMap<String, Instant>,
-    /// Per resource, the UIDs seen while it (re)lists; `None` once listed.
-    listing: Vec<Option<HashSet<String>>>,
     writes: JoinSet<()>,
     permits: Arc<Semaphore>,
     tx: mpsc::UnboundedSender<Outcome>,
@@ -118,48 +128,119 @@ struct Collector {
 }
 
 impl Collector {
-    async fn run(&mut self, shutdown: CancellationToken) {
-        let client = self.client.clone();
-        let mut events = pin!(watches(&client));
+    async fn run(
+        &mut self,
+        shutdown: CancellationToken,
+        mut found: mpsc::Receiver<Vec<Resource>>,
+        mut events: mpsc::Receiver<Tagged>,
+    ) {
         let mut tick = tokio::time::interval(PLAN_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some((res, event)) = events.next() => match event {
-                    Ok(event) => self.on_event(res, event),
-                    Err(err) => tracing::warn!(%err, resource = RESOURCES[res].plural,
-                        "garbage collector: watch failed; retrying"),
-                },
+                Some(list) = found.recv() => self.on_discovery(list),
+                Some((res, generation, event)) = events.recv() => {
+                    self.on_watch(res, generation, event);
+                }
                 Some(outcome) = self.rx.recv() => self.on_outcome(outcome),
                 _ = tick.tick() => self.plan(),
                 Some(_) = self.writes.join_next(), if !self.writes.is_empty() => {}
             }
         }
+        for m in self.monitors.values() {
+            m.stop.cancel();
+        }
         self.writes.shutdown().await;
     }
 
+    /// Starts watching the resources discovery added, stops the removed ones.
+    fn on_discovery(&mut self, list: Vec<Resource>) {
+        let changes = self.graph.resources_mut().update(list);
+        for res in changes.removed {
+            if let Some(m) = self.monitors.remove(&res) {
+                m.stop.cancel();
+            }
+            let dirty = self.graph.forget_resource(res);
+            self.dirty.extend(dirty);
+        }
+        if changes.added.is_empty() {
+            return;
+        }
+        for &res in &changes.added {
+            self.start(res);
+        }
+        // Owners of kinds unknown until now can be judged.
+        let owned = self.graph.owned();
+        self.dirty.extend(owned);
+    }
+
+    fn start(&mut self, res: usize) {
+        let Some(r) = self.graph.resources().get(res) else {
+            return;
+        };
+        tracing::debug!(resource = r.group_resource(), "garbage collector: watching");
+        self.generation += 1;
+        let stop = CancellationToken::new();
+        monitors::spawn_watch(
+            self.client.clone(),
+            (res, self.generation),
+            r,
+            self.events_tx.clone(),
+            stop.clone(),
+        );
+        let monitor = Monitor {
+            generation: self.generation,
+            stop,
+            listing: Some(HashSet::new()),
+            first_sync_until: Some(Instant::now() + SYNC_TIMEOUT),
+        };
+        if let Some(old) = self.monitors.insert(res, monitor) {
+            old.stop.cancel();
+        }
+    }
+
+    fn on_watch(&mut self, res: usize, generation: u64, event: watcher::Result<MetaEvent>) {
+        if self.monitors.get(&res).map(|m| m.generation) != Some(generation) {
+            return;
+        }
+        let r = self.graph.resources().get(res);
+        let crd = r.is_some_and(monitors::is_crd);
+        match event {
+            Ok(event) => {
+                if crd && matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
+                    self.rediscover.notify_one();
+                }
+                self.on_event(res, event);
+            }
+            Err(err) => {
+                let resource = r.map(Resource::group_resource).unwrap_or_default();
+                tracing::warn!(%err, resource, "garbage collector: watch failed; retrying");
+            }
+        }
+    }
+
     fn on_event(&mut self, res: usize, event: MetaEvent) {
+        let Some(monitor) = self.monitors.get_mut(&res) else {
+            return;
+        };
         let dirty = match event {
             watcher::Event::Init => {
-                self.listing[res] = Some(HashSet::new());
+                monitor.listing = Some(HashSet::new());
                 Vec::new()
             }
             watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
                 let item = item(res, obj);
-                if let Some(seen) = self.listing[res].as_mut() {
+                if let Some(seen) = monitor.listing.as_mut() {
                     seen.insert(item.uid.clone());
                 }
                 self.graph.upsert(item)
             }
             watcher::Event::InitDone => {
-                let seen = self.listing[res].take().unwrap_or_default();
-                let gone = self
-                    .graph
-                    .uids_of(res)
-                    .into_iter()
-                    .filter(|u| !seen.contains(u));
-                let gone: Vec<String> = gone.collect();
+                let seen = monitor.listing.take().unwrap_or_default();
+                monitor.first_sync_until = None;
+                let gone = self.graph.uids_of(res).into_iter();
+                let gone: Vec<String> = gone.filter(|u| !seen.contains(u)).collect();
                 gone.iter().flat_map(|u| self.graph.remove(u)).collect()
             }
             watcher::Event::Delete(obj) => {
@@ -180,12 +261,20 @@ impl Collector {
         }
     }
 
+    /// Whether a watch is still in its first list (for less than [`SYNC_TIMEOUT`]).
+    fn syncing(&self, now: Instant) -> bool {
+        let first = self.monitors.values().filter(|m| m.listing.is_some());
+        first
+            .filter_map(|m| m.first_sync_until)
+            .any(|until| now < until)
+    }
+
     fn plan(&mut self) {
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = self.retry.drain(..).partition(|(at, _)| *at <= now);
         self.retry = later;
         self.dirty.extend(due.into_iter().map(|(_, uid)| uid));
-        if self.dirty.is_empty() || self.listing.iter().any(Option::is_some) {
+        if self.dirty.is_empty() || self.syncing(now) {
             return;
         }
         self.recent
@@ -199,19 +288,23 @@ impl Collector {
     }
 
     fn perform(&mut self, action: Action) {
+        let Some(r) = self.graph.resources().get(execute::resource_of(&action)) else {
+            return;
+        };
+        let r = r.clone();
         let (client, permits, tx) = (self.client.clone(), self.permits.clone(), self.tx.clone());
         self.writes.spawn(async move {
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
-            if let Some(outcome) = execute(&client, &action).await {
+            if let Some(outcome) = execute::execute(&client, &r, &action).await {
                 let _ = tx.send(outcome);
             }
         });
     }
 }
 
-fn item(res: usize, obj: PartialObjectMeta<DynamicObject>) -> Item {
+fn item(res: usize, obj: kube::core::PartialObjectMeta<kube::api::DynamicObject>) -> Item {
     let m = obj.metadata;
     Item {
         res,
@@ -223,101 +316,4 @@ fn item(res: usize, obj: PartialObjectMeta<DynamicObject>) -> Item {
         deleting: m.deletion_timestamp.is_some(),
         finalizers: m.finalizers.unwrap_or_default(),
     }
-}
-
-fn api(client: &kube::Client, res: usize, namespace: Option<&str>) -> Api<DynamicObject> {
-    let ar = RESOURCES[res].api_resource();
-    match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    }
-}
-
-/// Performs one action; reports a confirmed absent owner or a failure to retry.
-async fn execute(client: &kube::Client, action: &Action) -> Option<Outcome> {
-    let result = match action {
-        Action::Verify {
-            res,
-            namespace,
-            name,
-            uid,
-        } => {
-            let found = api(client, *res, namespace.as_deref())
-                .get_metadata_opt(name)
-                .await;
-            return match found {
-                Ok(Some(o)) if o.metadata.uid.as_deref() == Some(uid.as_str()) => None,
-                Ok(_) => Some(Outcome::Absent(uid.clone())),
-                Err(err) => {
-                    tracing::warn!(%err, name, "garbage collector: looking up an owner failed");
-                    Some(Outcome::Failed(uid.clone()))
-                }
-            };
-        }
-        Action::Delete { target, policy } => delete(client, target, *policy).await,
-        Action::SetOwners { target, owners } => {
-            let body = serde_json::json!({"metadata": {
-                "ownerReferences": owners, "resourceVersion": target.resource_version}});
-            patch(client, target, body).await
-        }
-        Action::SetFinalizers { target, finalizers } => {
-            let body = serde_json::json!({"metadata": {
-                "finalizers": finalizers, "resourceVersion": target.resource_version}});
-            patch(client, target, body).await
-        }
-    };
-    let target = match action {
-        Action::Delete { target, .. }
-        | Action::SetOwners { target, .. }
-        | Action::SetFinalizers { target, .. } => target,
-        Action::Verify { .. } => return None,
-    };
-    match result {
-        Ok(()) => None,
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-            // Gone, or changed since it was seen: the watch brings the news.
-            None
-        }
-        Err(err) => {
-            tracing::warn!(%err, name = target.name, resource = RESOURCES[target.res].plural,
-                "garbage collector: write failed; retrying");
-            Some(Outcome::Failed(target.uid.clone()))
-        }
-    }
-}
-
-async fn delete(client: &kube::Client, t: &Target, policy: Policy) -> Result<(), kube::Error> {
-    let dp = DeleteParams {
-        propagation_policy: Some(match policy {
-            Policy::Background => PropagationPolicy::Background,
-            Policy::Foreground => PropagationPolicy::Foreground,
-            Policy::Orphan => PropagationPolicy::Orphan,
-        }),
-        preconditions: Some(Preconditions {
-            uid: Some(t.uid.clone()),
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    tracing::debug!(
-        name = t.name,
-        resource = RESOURCES[t.res].plural,
-        ?policy,
-        "garbage collector: deleting a dependent"
-    );
-    api(client, t.res, t.namespace.as_deref())
-        .delete(&t.name, &dp)
-        .await
-        .map(|_| ())
-}
-
-async fn patch(
-    client: &kube::Client,
-    t: &Target,
-    body: serde_json::Value,
-) -> Result<(), kube::Error> {
-    api(client, t.res, t.namespace.as_deref())
-        .patch_metadata(&t.name, &PatchParams::default(), &Patch::Merge(&body))
-        .await
-        .map(|_| ())
 }

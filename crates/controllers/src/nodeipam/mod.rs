@@ -1,23 +1,24 @@
 //! Node IPAM, as upstream's range allocator: every node gets a `spec.podCIDR` cut from the
 //! cluster CIDR (`--cluster-cidr`, `/--node-cidr-mask-size` each), freed when the node goes.
 //!
-//! One watch of all nodes feeds [`state::IpamState`], which owns the allocator; the patches it
-//! asks for run with bounded concurrency. When the range is exhausted the node gets a
+//! The shared node informer feeds [`state::IpamState`], which owns the allocator: the whole
+//! store once listed, then each changed node by name, looked up in the store (so a burst of
+//! changes to one node is one lookup of its latest version). The patches it asks for run with
+//! bounded concurrency. When the range is exhausted the node gets a
 //! `CIDRNotAvailable` event and is retried every few seconds and whenever a node is deleted.
 
 pub mod cidrset;
 pub mod state;
 
 use std::net::Ipv4Addr;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use k8rs_controller_runtime::SharedInformers;
 use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -79,9 +80,18 @@ struct PatchFailed {
     node_gone: bool,
 }
 
+/// A node change the informer reported.
+#[derive(Debug)]
+enum Changed {
+    /// Added or updated: look it up.
+    Node(String),
+    /// Deleted (name, UID).
+    Deleted(String, String),
+}
+
 /// Runs node IPAM until `shutdown`. Fails at once on a configuration that cannot work.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: NodeIpamConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -99,14 +109,27 @@ pub async fn run(
         nodes = set.capacity(),
         "node IPAM started"
     );
-    let mut ctl = Controller::new(client, IpamState::new(set));
-    ctl.run(shutdown).await;
+    let (changed_tx, changed) = mpsc::unbounded_channel();
+    let nodes = informers.subscribe::<Node, _>(move |(old, new)| {
+        let change = match (old, new) {
+            (_, Some(n)) => Changed::Node(n.metadata.name.clone().unwrap_or_default()),
+            (Some(o), None) => Changed::Deleted(
+                o.metadata.name.clone().unwrap_or_default(),
+                o.metadata.uid.clone().unwrap_or_default(),
+            ),
+            (None, None) => return,
+        };
+        let _ = changed_tx.send(change);
+    });
+    let mut ctl = Controller::new(informers.client().clone(), nodes, IpamState::new(set));
+    ctl.run(changed, shutdown).await;
     Ok(())
 }
 
 /// The loop: node events and patch outcomes in, actions out.
 struct Controller {
     nodes: Api<Node>,
+    store: Store<Node>,
     recorder: Recorder,
     state: IpamState,
     writes: JoinSet<()>,
@@ -116,7 +139,7 @@ struct Controller {
 }
 
 impl Controller {
-    fn new(client: kube::Client, state: IpamState) -> Controller {
+    fn new(client: kube::Client, store: Store<Node>, state: IpamState) -> Controller {
         let reporter = Reporter {
             controller: CONTROLLER_NAME.into(),
             instance: None,
@@ -124,6 +147,7 @@ impl Controller {
         let (failed_tx, failed_rx) = mpsc::unbounded_channel();
         Controller {
             nodes: Api::all(client.clone()),
+            store,
             recorder: Recorder::new(client, reporter),
             state,
             writes: JoinSet::new(),
@@ -133,20 +157,26 @@ impl Controller {
         }
     }
 
-    async fn run(&mut self, shutdown: CancellationToken) {
-        let watch = watcher(self.nodes.clone(), watcher::Config::default()).default_backoff();
-        let mut watch = pin!(watch);
+    async fn run(
+        &mut self,
+        mut changed: mpsc::UnboundedReceiver<Changed>,
+        shutdown: CancellationToken,
+    ) {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = crate::informer::wait_listed(&self.store) => {}
+        }
+        let actions = self.listed();
+        for action in actions {
+            self.perform(action);
+        }
         let mut retry = tokio::time::interval(RETRY_PERIOD);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let actions = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                event = watch.next() => match event {
-                    Some(Ok(event)) => self.on_event(event),
-                    Some(Err(err)) => {
-                        tracing::warn!(%err, "node IPAM: watching nodes failed; retrying");
-                        Vec::new()
-                    }
+                change = changed.recv() => match change {
+                    Some(change) => self.on_change(change),
                     None => break,
                 },
                 Some(f) = self.failed_rx.recv() => {
@@ -163,21 +193,41 @@ impl Controller {
         self.writes.shutdown().await;
     }
 
-    fn on_event(&mut self, event: watcher::Event<Node>) -> Vec<Action> {
-        match event {
-            watcher::Event::Init => {
-                self.state.restart();
-                Vec::new()
-            }
-            watcher::Event::InitApply(node) | watcher::Event::Apply(node) => {
-                let (name, uid, cidr) = node_fields(&node);
-                self.state.observe(&name, &uid, cidr.as_deref())
-            }
-            watcher::Event::InitDone => self.state.listed(),
-            watcher::Event::Delete(node) => {
-                let (name, _, _) = node_fields(&node);
-                self.state.deleted(&name)
-            }
+    /// Every node of the listed store: subnets already held are known before any is handed out.
+    fn listed(&mut self) -> Vec<Action> {
+        self.state.restart();
+        for node in self.store.state() {
+            let (name, uid, cidr) = node_fields(&node);
+            let _ = self.state.observe(&name, &uid, cidr.as_deref());
+        }
+        self.state.listed()
+    }
+
+    /// A change, judged against the node's latest version in the store.
+    fn on_change(&mut self, change: Changed) -> Vec<Action> {
+        match change {
+            Changed::Node(name) => match self.store.get(&ObjectRef::new(&name)) {
+                Some(node) => {
+                    let (name, uid, cidr) = node_fields(&node);
+                    self.state.observe(&name, &uid, cidr.as_deref())
+                }
+                // Deleted since: its deletion follows.
+                None => Vec::new(),
+            },
+            Changed::Deleted(name, uid) => match self.store.get(&ObjectRef::new(&name)) {
+                // Deleted and created again: the new node is judged on its own.
+                Some(node) if node.metadata.uid.as_deref() != Some(uid.as_str()) => {
+                    let (name, uid, cidr) = node_fields(&node);
+                    let mut actions = Vec::new();
+                    if cidr.is_none() {
+                        actions.extend(self.state.deleted(&name));
+                    }
+                    actions.extend(self.state.observe(&name, &uid, cidr.as_deref()));
+                    actions
+                }
+                Some(_) => Vec::new(),
+                None => self.state.deleted(&name),
+            },
         }
     }
 

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, stream};
+use k8rs_controller_runtime::SharedInformers;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
 use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -90,20 +90,17 @@ impl NodeLifecycleConfig {
 
 /// Runs the node lifecycle and taint-eviction controllers until `shutdown`.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: NodeLifecycleConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     config.validate()?;
     let period = config.node_monitor_period;
-    let (nodes, node_changes) =
-        informer::informer(Api::<Node>::all(client.clone()), watcher::Config::default());
-    let (leases, lease_changes) = informer::informer(
-        Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE),
-        watcher::Config::default(),
-    );
-    let (pods, pod_changes) =
-        informer::informer(Api::<Pod>::all(client.clone()), watcher::Config::default());
+    let client = informers.client().clone();
+    let (nodes, node_changes) = informers.changes::<Node>();
+    // All Leases (shared; the node Leases are most of them), those of kube-node-lease used.
+    let (leases, lease_changes) = informers.changes::<Lease>();
+    let (pods, pod_changes) = informers.changes::<Pod>();
     let ready = vec![
         informer::listed(&nodes),
         informer::listed(&leases),
@@ -118,6 +115,7 @@ pub async fn run(
         let pod_refs: Vec<&Pod> = pod_snap.iter().map(AsRef::as_ref).collect();
         let lease_map: HashMap<String, &Lease> = lease_snap
             .iter()
+            .filter(|l| l.metadata.namespace.as_deref() == Some(LEASE_NAMESPACE))
             .filter_map(|l| Some((l.metadata.name.clone()?, l.as_ref())))
             .collect();
         let wall = Timestamp::now();

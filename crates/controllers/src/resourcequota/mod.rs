@@ -17,11 +17,11 @@ mod tests;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8rs_controller_runtime::SharedInformers;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ResourceQuota, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::Error;
@@ -47,7 +47,7 @@ impl Default for ResourceQuotaConfig {
 
 /// Runs the controller until `shutdown`.
 pub async fn run(
-    client: kube::Client,
+    informers: SharedInformers,
     config: ResourceQuotaConfig,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
@@ -57,11 +57,11 @@ pub async fn run(
             message: "--resource-quota-sync-period must be positive".into(),
         });
     }
-    let cfg = watcher::Config::default;
-    let (quotas, c1) = informer::informer(Api::<ResourceQuota>::all(client.clone()), cfg());
-    let (pods, c2) = informer::informer(Api::<Pod>::all(client.clone()), cfg());
-    let (services, c3) = informer::informer(Api::<Service>::all(client.clone()), cfg());
-    let (claims, c4) = informer::informer(Api::<PersistentVolumeClaim>::all(client.clone()), cfg());
+    let client = informers.client().clone();
+    let (quotas, c1) = informers.changes::<ResourceQuota>();
+    let (pods, c2) = informers.changes::<Pod>();
+    let (services, c3) = informers.changes::<Service>();
+    let (claims, c4) = informers.changes::<PersistentVolumeClaim>();
     let ready = vec![
         informer::listed(&quotas),
         informer::listed(&pods),

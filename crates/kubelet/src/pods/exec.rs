@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use kube::api::Api;
 
 use super::actions::{Kind, Target, backoff_key, is_sidecar};
 use super::env::{self, Facts, Refs};
@@ -187,22 +187,21 @@ impl Worker {
             refs.secrets.insert(name, got);
         }
         let links = pod.spec.as_ref().and_then(|s| s.enable_service_links) != Some(false);
-        if links {
-            let svc: Api<Service> = Api::namespaced(self.client.clone(), &ns);
-            let list = svc.list(&ListParams::default()).await.map_err(api_err)?;
-            refs.services.extend(list.items);
-        }
-        if !links || ns != "default" {
-            let default: Api<Service> = Api::namespaced(self.client.clone(), "default");
-            if let Some(k) = default.get_opt("kubernetes").await.map_err(api_err)? {
-                refs.services.push(k);
-            }
-        }
+        let services = self
+            .services
+            .visible(&ns, links, super::services::SYNC_WAIT);
+        refs.services = services
+            .await
+            .map_err(|e| err("CreateContainerConfigError", e))?;
         Ok(refs)
     }
 
-    fn facts(&self, pod: &Pod, pod_ips: &[String]) -> Facts {
-        let host = crate::node::HostInfo::read(&self.config.data_dir);
+    /// What the field references need; the host is read on a blocking thread.
+    async fn facts(&self, pod: &Pod, pod_ips: &[String]) -> Facts {
+        let data_dir = self.config.data_dir.clone();
+        let host = tokio::task::spawn_blocking(move || crate::node::HostInfo::read(&data_dir))
+            .await
+            .unwrap_or_default();
         Facts {
             pod_ip: pod_ips.first().cloned().unwrap_or_default(),
             pod_ips: pod_ips.to_vec(),
@@ -217,7 +216,9 @@ impl Worker {
         }
     }
 
-    fn message_file(&self, pod: &Pod, name: &str) -> Result<PathBuf, StartError> {
+    /// The container's files, made on a blocking thread: an empty termination message file
+    /// (returned) and its log directory (best effort).
+    async fn container_files(&self, pod: &Pod, name: &str) -> Result<PathBuf, StartError> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let dir = self
             .config
@@ -227,10 +228,18 @@ impl Worker {
             .join("containers")
             .join(name);
         let file = dir.join(&uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let log_dir = spec::log_dir(&self.config, pod).join(name);
+        let work = move || {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&file, b"")?;
+            let _ = std::fs::create_dir_all(&log_dir);
+            Ok(file)
+        };
         let io = |e: std::io::Error| err("CreateContainerConfigError", e.to_string());
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        std::fs::write(&file, b"").map_err(io)?;
-        Ok(file)
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| err("CreateContainerConfigError", e.to_string()))?
+            .map_err(io)
     }
 
     /// Starts one container in `sandbox_id` (upstream's `startContainer`).
@@ -250,7 +259,7 @@ impl Worker {
         let attempt = previous.map_or(0, |p| p.attempt + 1);
         let (image, image_user) = self.ensure_image(pod, &c, sandbox).await?;
         let refs = self.fetch_refs(pod, &c).await?;
-        let facts = self.facts(pod, pod_ips);
+        let facts = self.facts(pod, pod_ips).await;
         let env = env::container_env(pod, &c, &refs, &facts)
             .map_err(|e| err("CreateContainerConfigError", e.0))?;
         let mounts = crate::volumes::container_mounts(&c, self.volumes.paths(), &env)
@@ -261,13 +270,11 @@ impl Worker {
             env,
             image,
             image_user,
-            termination_message_file: Some(self.message_file(pod, &c.name)?),
+            termination_message_file: Some(self.container_files(pod, &c.name).await?),
             node_memory: facts.node_memory,
         };
         let config = spec::container_config(pod, &c, &params)
             .map_err(|e| err("CreateContainerConfigError", e.0))?;
-        let log_dir = spec::log_dir(&self.config, pod).join(&c.name);
-        let _ = tokio::fs::create_dir_all(&log_dir).await;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         if previous.is_some() {
             self.backoff.next(&backoff_key(&uid, &c.name), Utc::now());
@@ -441,6 +448,7 @@ impl Worker {
                 tracing::warn!(id = %s.id, error = %e, "removing a sandbox failed");
             }
         }
+        self.volumes.release(&self.uid);
         let mounter = self.volumes.mounter();
         crate::volumes::unmount_all(mounter, &self.config.data_dir, &self.uid);
         let dir = self.config.data_dir.join("pods").join(&self.uid);

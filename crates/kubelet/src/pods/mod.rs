@@ -9,6 +9,7 @@ mod exec;
 mod mount;
 pub mod qos;
 pub mod runtime;
+pub mod services;
 pub mod spec;
 pub mod status;
 pub mod worker;
@@ -53,6 +54,10 @@ struct Manager {
     cri: Arc<dyn Cri>,
     runtime_name: String,
     workers: HashMap<String, Handle>,
+    /// Watches of the ConfigMaps and Secrets the pods' volumes refer to.
+    watches: Arc<crate::volumes::watches::ObjectWatches>,
+    /// The kubelet's Services (for containers' Service environment variables).
+    services: services::Services,
     /// UIDs of the pods bound here, as last listed/watched.
     bound: HashSet<String>,
     listing: HashSet<String>,
@@ -64,14 +69,16 @@ struct Manager {
 impl Manager {
     fn spawn(&mut self, uid: &str, pod: Option<Pod>) {
         let (tx, rx) = watch::channel(pod.clone());
-        let w = Worker::new(
+        let mut w = Worker::new(
             self.client.clone(),
             self.config.clone(),
             self.cri.clone(),
             uid.to_string(),
             self.runtime_name.clone(),
             pod,
+            self.services.clone(),
         );
+        w.volumes.watch_with(self.watches.clone());
         let task = tokio::spawn(w.run(rx, self.shutdown.child_token()));
         self.workers.insert(uid.to_string(), Handle { tx, task });
     }
@@ -184,6 +191,8 @@ pub async fn run(
     cri: Arc<dyn Cri>,
     shutdown: CancellationToken,
 ) -> Result<(), crate::Error> {
+    // Listed while the runtime is waited for; container starts wait for its first list.
+    let services = services::Services::start(client.clone(), shutdown.clone());
     let Some(runtime_name) = runtime_name(cri.as_ref(), &shutdown).await else {
         return Ok(());
     };
@@ -191,6 +200,8 @@ pub async fn run(
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name));
     let mut stream = watcher::watcher(pods, wc).default_backoff().boxed();
     let mut m = Manager {
+        watches: crate::volumes::watches::ObjectWatches::new(client.clone(), shutdown.clone()),
+        services,
         client,
         config,
         cri,

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use futures::{StreamExt, TryStreamExt};
+
 use crate::cri::{self, Cri, CriError, labels};
 
 /// A container's state in the runtime.
@@ -166,21 +168,45 @@ pub fn from_status(sandbox_id: &str, s: cri::ContainerStatus) -> RuntimeContaine
     }
 }
 
-/// Reads pod `uid`'s sandboxes and containers.
+/// How many status calls of one read are in flight at once.
+const READ_CONCURRENCY: usize = 8;
+
+/// Reads pod `uid`'s sandboxes and containers: the two lists, then the status of each sandbox
+/// and container, are asked concurrently (a few at a time, answers kept in list order).
 pub async fn read(cri: &dyn Cri, uid: &str) -> Result<RuntimePod, CriError> {
-    let mut pod = RuntimePod::default();
-    for s in cri.list_pod_sandboxes(cri::pod_filter(uid)).await? {
-        pod.sandboxes.push(read_sandbox(cri, s).await?);
-    }
-    for c in cri.list_containers(cri::pod_filter(uid)).await? {
-        match cri.container_status(&c.id).await {
-            Ok(status) => pod.containers.push(from_status(&c.pod_sandbox_id, status)),
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let (sandboxes, containers) =
+        futures::try_join!(read_sandboxes(cri, uid), read_containers(cri, uid))?;
+    let mut pod = RuntimePod {
+        sandboxes,
+        containers,
+    };
     pod.sort();
     Ok(pod)
+}
+
+async fn read_sandboxes(cri: &dyn Cri, uid: &str) -> Result<Vec<Sandbox>, CriError> {
+    let list = cri.list_pod_sandboxes(cri::pod_filter(uid)).await?;
+    futures::stream::iter(list)
+        .map(|s| read_sandbox(cri, s))
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+async fn read_containers(cri: &dyn Cri, uid: &str) -> Result<Vec<RuntimeContainer>, CriError> {
+    let list = cri.list_containers(cri::pod_filter(uid)).await?;
+    let statuses: Vec<Option<RuntimeContainer>> = futures::stream::iter(list)
+        .map(|c| async move {
+            match cri.container_status(&c.id).await {
+                Ok(status) => Ok(Some(from_status(&c.pod_sandbox_id, status))),
+                Err(e) if e.is_not_found() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(statuses.into_iter().flatten().collect())
 }
 
 /// The UIDs of all pods with a sandbox in the runtime (made by a kubelet).

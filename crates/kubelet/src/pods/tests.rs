@@ -8,6 +8,7 @@ use http_body_util::{BodyExt, Full};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
+use super::services::Services;
 use super::worker::{Next, Worker};
 use crate::KubeletConfig;
 use crate::testing::FakeCri;
@@ -46,12 +47,6 @@ fn mock_client(log: Log) -> kube::Client {
 fn answer(method: &str, path: &str) -> (u16, Value) {
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}});
     match (method, path) {
-        ("GET", "/api/v1/namespaces/default/services") => (
-            200,
-            json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": [
-                {"metadata": {"name": "kubernetes", "namespace": "default"},
-                 "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}]}),
-        ),
         ("GET", "/api/v1/namespaces/default/configmaps/cfg") => (
             200,
             json!({
@@ -70,6 +65,13 @@ fn answer(method: &str, path: &str) -> (u16, Value) {
         ),
         _ => (200, pod),
     }
+}
+
+/// The kubelet's Services: only the master Service.
+fn services() -> Services {
+    let master = json!({"metadata": {"name": "kubernetes", "namespace": "default"},
+        "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}});
+    Services::fixed(serde_json::from_value(master).into_iter().collect())
 }
 
 fn config() -> Arc<KubeletConfig> {
@@ -124,6 +126,7 @@ fn harness(p: Pod) -> Harness {
         "uid1".into(),
         "fake".into(),
         Some(p),
+        services(),
     );
     Harness { fake, log, worker }
 }
@@ -323,6 +326,9 @@ async fn env_comes_from_configmaps_secrets_fields_and_services() {
     assert_eq!(env["KUBERNETES_SERVICE_HOST"], "10.43.0.1");
     assert_eq!(env["KUBERNETES_SERVICE_PORT"], "443");
     assert_eq!(env["KUBERNETES_PORT_443_TCP"], "tcp://10.43.0.1:443");
+    // Services come from the kubelet's reflector, not from a list per container start.
+    let gets = h.requests("GET");
+    assert!(gets.iter().all(|p| !p.contains("/services")), "{gets:?}");
 }
 
 #[tokio::test]
@@ -398,6 +404,7 @@ async fn a_new_worker_adopts_the_running_pod() {
         "uid1".into(),
         "fake".into(),
         Some(pod(json!({}))),
+        services(),
     );
     again.sync().await;
     assert!(
@@ -542,8 +549,12 @@ async fn the_manager_adopts_bound_pods_and_removes_orphans_after_the_first_list(
     let _ = fake.run_pod_sandbox(orphan).await;
     fake.take_mutations();
     let log: Log = Arc::default();
+    let client = mock_client(log);
+    let token = tokio_util::sync::CancellationToken::new();
     let mut m = super::Manager {
-        client: mock_client(log),
+        watches: crate::volumes::watches::ObjectWatches::new(client.clone(), token.clone()),
+        services: services(),
+        client,
         config: config(),
         cri: fake.clone(),
         runtime_name: "fake".into(),
@@ -551,7 +562,7 @@ async fn the_manager_adopts_bound_pods_and_removes_orphans_after_the_first_list(
         bound: Default::default(),
         listing: Default::default(),
         synced: false,
-        shutdown: tokio_util::sync::CancellationToken::new(),
+        shutdown: token,
     };
     m.remove_orphans().await;
     assert!(

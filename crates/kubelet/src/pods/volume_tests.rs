@@ -51,10 +51,6 @@ fn answer(method: &str, path: &str, bound: bool, pv_dir: &str) -> (u16, Value) {
             json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv1"},
                    "spec": {"hostPath": {"path": pv_dir, "type": "DirectoryOrCreate"}}}),
         ),
-        ("GET", "/services") => (
-            200,
-            json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": []}),
-        ),
         ("GET", _) => (404, not_found),
         _ => (
             200,
@@ -149,6 +145,7 @@ fn harness(bound: bool) -> Harness {
         "uidv".into(),
         "fake".into(),
         Some(pod),
+        super::services::Services::fixed(Vec::new()),
     );
     let mounter = Arc::new(FakeMounter::default());
     worker.volumes = PodVolumes::new(mounter.clone());
@@ -233,14 +230,12 @@ async fn every_volume_type_becomes_the_exact_cri_mounts() {
         "tmpfs {} size=Some(67108864)",
         shown("kubernetes.io~empty-dir/mem")
     )];
-    if crate::volumes::SECRETS_IN_MEMORY {
-        for rel in [
-            "kubernetes.io~secret/sec",
-            "kubernetes.io~downward-api/info",
-            "kubernetes.io~projected/kube-api-access-abcde",
-        ] {
-            want_tmpfs.push(format!("tmpfs {} size=None", shown(rel)));
-        }
+    for rel in [
+        "kubernetes.io~secret/sec",
+        "kubernetes.io~downward-api/info",
+        "kubernetes.io~projected/kube-api-access-abcde",
+    ] {
+        want_tmpfs.push(format!("tmpfs {} size=None", shown(rel)));
     }
     assert_eq!(tmpfs, want_tmpfs);
     let mounted = want_tmpfs.len();
@@ -319,4 +314,65 @@ async fn k8rs_wait_event(log: &Log, reason: &str) -> String {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     String::new()
+}
+
+/// The filesystem type mounted on `path` (the topmost mount), from mountinfo.
+fn fs_type(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_str()?;
+    info.lines().rev().find_map(|l| {
+        let (fields, rest) = l.split_once(" - ")?;
+        (fields.split(' ').nth(4)? == want).then(|| rest.split(' ').next().map(str::to_string))?
+    })
+}
+
+/// Unmounts whatever a failed test left under its directory.
+struct Unmounts<'a>(&'a Path);
+
+impl Drop for Unmounts<'_> {
+    fn drop(&mut self) {
+        crate::volumes::unmount_under(self.0);
+    }
+}
+
+#[tokio::test]
+async fn secrets_and_tokens_are_tmpfs_mounts_until_teardown() {
+    let mut h = harness(true);
+    h.worker.volumes = PodVolumes::new(Arc::new(crate::volumes::SysMounter));
+    let d = h.dir.path().to_path_buf();
+    let _cleanup = Unmounts(&d);
+    h.worker.sync().await;
+    let vols = d.join("kubelet/pods/uidv/volumes");
+    for rel in [
+        "kubernetes.io~secret/sec",
+        "kubernetes.io~downward-api/info",
+        "kubernetes.io~projected/kube-api-access-abcde",
+        "kubernetes.io~empty-dir/mem",
+    ] {
+        assert_eq!(fs_type(&vols.join(rel)).as_deref(), Some("tmpfs"), "{rel}");
+    }
+    assert_eq!(fs_type(&vols.join("kubernetes.io~configmap/cfg")), None);
+    assert_eq!(
+        read(&vols.join("kubernetes.io~secret/sec/password")),
+        "hunter2"
+    );
+    let sa = vols.join("kubernetes.io~projected/kube-api-access-abcde/token");
+    assert_eq!(read(&sa), "tok-1");
+
+    // A re-sync writes into the same mounts (no second tmpfs on top).
+    h.worker.volumes.expire();
+    h.worker.sync().await;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let under = |info: &str| {
+        info.lines()
+            .filter(|l| l.contains(d.to_str().unwrap_or("?")))
+            .count()
+    };
+    assert_eq!(under(&info), 4, "{info}");
+
+    h.worker.pod = None;
+    assert_eq!(h.worker.sync().await, Next::Done);
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    assert_eq!(under(&info), 0, "{info}");
+    assert!(!vols.exists());
 }

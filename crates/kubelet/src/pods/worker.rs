@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::actions::{self, PodActions, backoff_key};
 use super::exec::{self, StartError, grace_period};
 use super::runtime::{self, RuntimePod};
+use super::services::Services;
 use super::spec::{self, HostDns};
 use super::status::{self, StatusInput};
 use crate::KubeletConfig;
@@ -58,6 +59,8 @@ pub struct Worker {
     last_pod: Option<Pod>,
     /// The pod's volumes.
     pub(crate) volumes: crate::volumes::PodVolumes,
+    /// The kubelet's Services, for containers' Service environment variables.
+    pub(super) services: Services,
 }
 
 impl std::fmt::Debug for Worker {
@@ -84,8 +87,10 @@ impl Worker {
         uid: String,
         runtime_name: String,
         pod: Option<Pod>,
+        services: Services,
     ) -> Worker {
         Worker {
+            services,
             events: Events::new(client.clone(), &config.node_name),
             last_reasons: HashMap::new(),
             backoff: Backoff::new(config.crash_loop_base, config.crash_loop_max),
@@ -112,6 +117,7 @@ impl Worker {
         shutdown: CancellationToken,
     ) {
         let changed = self.prober.changed();
+        let volumes_changed = self.volumes.changed();
         loop {
             if self.sync().await == Next::Done {
                 return;
@@ -125,6 +131,7 @@ impl Worker {
                     self.set_pod(updates.borrow_and_update().clone());
                 }
                 _ = changed.notified() => {}
+                _ = volumes_changed.notified() => self.volumes.expire(),
                 _ = tokio::time::sleep(self.config.relist_period) => {}
             }
         }
@@ -230,8 +237,10 @@ impl Worker {
                     .await;
             }
         }
-        let host_dns =
-            HostDns::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        if a.create_sandbox.is_none() && a.sandbox_id.is_none() {
+            return errors;
+        }
+        let host_dns = self.prepare_host(pod, a.create_sandbox.is_some()).await;
         let (sandbox_id, pod_ips) = match (a.create_sandbox, &a.sandbox_id) {
             (Some(attempt), _) => {
                 if attempt > 0 {
@@ -239,9 +248,6 @@ impl Worker {
                     self.events.normal(pod, None, "SandboxChanged", note);
                 }
                 let cfg = spec::sandbox_config(pod, attempt, &self.config, &host_dns);
-                let _ = tokio::fs::create_dir_all(&cfg.log_directory).await;
-                let parent = spec::cgroup_parent(&self.config, pod);
-                super::cgroups::ensure_pod_cgroup(Path::new("/sys/fs/cgroup"), &parent, pod);
                 match self.cri.run_pod_sandbox(cfg).await {
                     Ok(id) => {
                         let ips = self.sandbox_ips(&id).await;
@@ -289,6 +295,25 @@ impl Worker {
         errors.extend(exec::backoff_messages(pod, &a.backoff, &delays));
         self.report_waiting(pod, &errors);
         errors
+    }
+
+    /// The host's DNS configuration, and for a new sandbox its log directory and the pod's
+    /// cgroup: the sync's file work, on a blocking thread.
+    async fn prepare_host(&self, pod: &Pod, new_sandbox: bool) -> HostDns {
+        let sandbox = new_sandbox.then(|| {
+            let log_dir = spec::log_dir(&self.config, pod);
+            (log_dir, spec::cgroup_parent(&self.config, pod), pod.clone())
+        });
+        let work = move || {
+            if let Some((log_dir, parent, pod)) = sandbox {
+                let _ = std::fs::create_dir_all(&log_dir);
+                super::cgroups::ensure_pod_cgroup(Path::new("/sys/fs/cgroup"), &parent, &pod);
+            }
+            HostDns::parse(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+        };
+        tokio::task::spawn_blocking(work)
+            .await
+            .unwrap_or_else(|_| HostDns::parse(""))
     }
 
     /// Events for containers whose waiting reason changed since the last sync.

@@ -24,6 +24,8 @@ use std::time::Duration;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use k8rs_auth::CertAndKey;
+use k8rs_auth::serving::ServingCert;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -56,8 +58,8 @@ pub struct ServerState {
 pub struct Bound {
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    serving: Arc<tls::ServingCert>,
-    issued: Option<tls::Pem>,
+    serving: Arc<ServingCert>,
+    issued: Option<CertAndKey>,
     /// The address actually bound.
     pub addr: SocketAddr,
 }
@@ -72,18 +74,20 @@ pub async fn bind(config: &KubeletConfig) -> Result<Bound, ServerError> {
     let addr = listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let issued = tls::load_current(config);
     let first = match &issued {
         Some(pem) => pem.clone(),
         None => {
             tracing::info!(%addr, "kubelet server: starting with a self-signed certificate until a serving certificate is issued");
-            tls::self_signed(config)?
+            tls::names(config)
+                .self_signed()
+                .map_err(tls::TlsError::from)?
         }
     };
-    let serving = Arc::new(tls::ServingCert::new(&first, provider.clone())?);
+    let serving = Arc::new(ServingCert::new(&first).map_err(tls::TlsError::from)?);
     let server_config =
-        tls::server_config(serving.clone(), config.client_ca_pem.as_deref(), provider)?;
+        k8rs_auth::serving::server_config(serving.clone(), config.client_ca_pem.as_deref())
+            .map_err(tls::TlsError::from)?;
     Ok(Bound {
         listener,
         acceptor: TlsAcceptor::from(Arc::new(server_config)),

@@ -5,9 +5,9 @@
 //! Collecting is [`collect`]; rendering ([`render_prometheus`], [`render_summary`]) is pure.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
+use k8rs_resourcemetrics as resourcemetrics;
 use serde_json::{Value, json};
 
 use crate::cri::{ContainerState, ContainerStats, Cri, labels};
@@ -218,135 +218,50 @@ pub async fn collect(cri: &dyn Cri, node: &str) -> Result<NodeUsage, crate::cri:
     Ok(n)
 }
 
-struct Family {
-    name: &'static str,
-    kind: &'static str,
-    help: &'static str,
-    lines: Vec<String>,
-}
-
-impl Family {
-    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Family {
-        Family {
-            name,
-            kind,
-            help,
-            lines: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, labels: &[(&str, &str)], value: f64, ts_nanos: i64) {
-        let mut line = self.name.to_string();
-        if !labels.is_empty() {
-            let parts: Vec<String> = labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-                .collect();
-            let _ = write!(line, "{{{}}}", parts.join(","));
-        }
-        let _ = write!(line, " {value} {}", ts_nanos / 1_000_000);
-        self.lines.push(line);
-    }
-
-    fn write(&self, out: &mut String) {
-        let _ = writeln!(out, "# HELP {} [STABLE] {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} {}", self.name, self.kind);
-        for l in &self.lines {
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 fn seconds(nanos: u64) -> f64 {
     nanos as f64 / 1e9
 }
 
-/// `/metrics/resource` in the Prometheus text format (0.0.4), families sorted by name, node
-/// series without labels, as upstream's kubelet (and the hollow nodes) write it.
+/// The resource metrics of a usage: CPU in core-seconds and the working set, each taken at
+/// the usage's timestamp.
+fn metrics_usage(u: &Usage) -> resourcemetrics::Usage {
+    let at = |value: f64| resourcemetrics::Point::new(value, u.timestamp / 1_000_000);
+    resourcemetrics::Usage {
+        cpu: u.cpu_core_nanos.map(|cpu| at(seconds(cpu))),
+        memory: u.working_set_bytes.map(|mem| at(mem as f64)),
+    }
+}
+
+/// The node's series for `/metrics/resource`: node series without labels, as upstream's
+/// kubelet writes them.
+pub fn resource_metrics(n: &NodeUsage) -> resourcemetrics::NodeMetrics {
+    let pods = n.pods.iter().map(|p| resourcemetrics::PodMetrics {
+        namespace: p.namespace.clone(),
+        name: p.name.clone(),
+        usage: metrics_usage(&p.usage),
+        containers: p
+            .containers
+            .iter()
+            .map(|c| resourcemetrics::ContainerMetrics {
+                name: c.name.clone(),
+                usage: metrics_usage(&c.usage),
+                start_time: resourcemetrics::Point::new(
+                    c.start_time as f64 / 1e9,
+                    c.usage.timestamp / 1_000_000,
+                ),
+            })
+            .collect(),
+    });
+    resourcemetrics::NodeMetrics {
+        node: None,
+        usage: metrics_usage(&n.usage),
+        pods: pods.collect(),
+    }
+}
+
+/// `/metrics/resource` in the Prometheus text format (0.0.4).
 pub fn render_prometheus(n: &NodeUsage) -> String {
-    let mut c_cpu = Family::new(
-        "container_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the container in core-seconds",
-    );
-    let mut c_mem = Family::new(
-        "container_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the container in bytes",
-    );
-    let mut c_start = Family::new(
-        "container_start_time_seconds",
-        "gauge",
-        "Start time of the container since unix epoch in seconds",
-    );
-    let mut n_cpu = Family::new(
-        "node_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the node in core-seconds",
-    );
-    let mut n_mem = Family::new(
-        "node_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the node in bytes",
-    );
-    let mut p_cpu = Family::new(
-        "pod_cpu_usage_seconds_total",
-        "counter",
-        "Cumulative cpu time consumed by the pod in core-seconds",
-    );
-    let mut p_mem = Family::new(
-        "pod_memory_working_set_bytes",
-        "gauge",
-        "Current working set of the pod in bytes",
-    );
-    let ts = n.usage.timestamp;
-    if let Some(cpu) = n.usage.cpu_core_nanos {
-        n_cpu.push(&[], seconds(cpu), ts);
-    }
-    if let Some(mem) = n.usage.working_set_bytes {
-        n_mem.push(&[], mem as f64, ts);
-    }
-    for p in &n.pods {
-        let pod = [
-            ("namespace", p.namespace.as_str()),
-            ("pod", p.name.as_str()),
-        ];
-        if let Some(cpu) = p.usage.cpu_core_nanos {
-            p_cpu.push(&pod, seconds(cpu), p.usage.timestamp);
-        }
-        if let Some(mem) = p.usage.working_set_bytes {
-            p_mem.push(&pod, mem as f64, p.usage.timestamp);
-        }
-        for c in &p.containers {
-            let labels = [
-                ("container", c.name.as_str()),
-                ("namespace", p.namespace.as_str()),
-                ("pod", p.name.as_str()),
-            ];
-            if let Some(cpu) = c.usage.cpu_core_nanos {
-                c_cpu.push(&labels, seconds(cpu), c.usage.timestamp);
-            }
-            if let Some(mem) = c.usage.working_set_bytes {
-                c_mem.push(&labels, mem as f64, c.usage.timestamp);
-            }
-            let start = c.start_time as f64 / 1e9;
-            c_start.push(&labels, start, c.usage.timestamp);
-        }
-    }
-    let mut out = String::new();
-    for f in [c_cpu, c_mem, c_start, n_cpu, n_mem, p_cpu, p_mem] {
-        f.write(&mut out);
-    }
-    out.push_str("# HELP resource_scrape_error [STABLE] 1 if there was an error while getting container metrics, 0 otherwise\n");
-    out.push_str("# TYPE resource_scrape_error gauge\nresource_scrape_error 0\n");
-    out
+    resourcemetrics::render(&[resource_metrics(n)])
 }
 
 fn time(nanos: i64) -> String {

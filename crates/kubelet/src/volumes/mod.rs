@@ -1,8 +1,9 @@
 //! A pod's volumes, as upstream's volume manager (small): before its containers start, each
 //! volume of the pod is prepared under `<data_dir>/pods/<uid>/volumes/<plugin>/<name>` (or found
-//! on the host: hostPath, persistent volumes), the API-data volumes are re-synced periodically
-//! so a changed ConfigMap reaches the running pod, every container gets its CRI mounts from its
-//! `volumeMounts`, and all of it is unmounted and removed once the pod is torn down.
+//! on the host: hostPath, persistent volumes), the API-data volumes are rewritten when a
+//! ConfigMap or Secret they refer to changes ([`watches`]) and re-synced periodically (tokens,
+//! missed changes), every container gets its CRI mounts from its `volumeMounts`, and all of it
+//! is unmounted and removed once the pod is torn down.
 //!
 //! Talks to the API server as a client only (ConfigMaps, Secrets, PVCs, PVs, TokenRequests);
 //! mount syscalls go through [`Mounter`].
@@ -13,6 +14,7 @@ mod mounter;
 pub mod mounts;
 pub mod sources;
 pub mod token;
+pub mod watches;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -23,23 +25,27 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Volume,
 };
 use kube::api::Api;
+use tokio::sync::Notify;
 
 pub use mounter::{FakeMounter, Mounter, SysMounter, mount_points};
 pub use mounts::container_mounts;
 
 use sources::{DEFAULT_MODE, Fetched, Modes};
 
-/// How often the API-data volumes of a running pod are re-synced (upstream: the sync period
-/// plus the object cache TTL; about 10 s with the watch strategy's delays).
-pub const RESYNC: Duration = Duration::from_secs(10);
+/// How often the API-data volumes of a running pod are re-synced besides the watches of what
+/// they refer to (upstream: the one-minute sync period), for tokens and missed changes.
+pub const RESYNC: Duration = Duration::from_secs(60);
 /// How soon a failed set-up is retried.
 pub const RETRY: Duration = Duration::from_secs(2);
 
-/// Whether secret, downwardAPI and projected volumes are tmpfs mounts, as upstream's. Off:
-/// every pod has a projected token volume, and a tmpfs outlives a kubelet stopped without
-/// tearing its pods down (tests, `killall`), so they live on disk under the data directory
-/// (root only) and only `emptyDir.medium: Memory` mounts a tmpfs.
-pub const SECRETS_IN_MEMORY: bool = false;
+/// Whether a plugin's volumes are memory-backed, as upstream's: secret, downwardAPI and
+/// projected volumes (secrets and service-account tokens never touch the disk) are a tmpfs
+/// mounted on the volume directory, unmounted at pod teardown (or by [`unmount_under`] after a
+/// kubelet that stopped without tearing its pods down); configMap volumes are plain
+/// directories.
+pub fn in_memory(plugin: &str) -> bool {
+    plugin != "configmap"
+}
 
 /// A set-up volume: where it is on the host and whether it must be mounted read-only.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +98,10 @@ pub struct PodVolumes {
     next: Option<Instant>,
     /// The labels and annotations last projected (a change re-syncs downwardAPI files).
     meta: Option<(BTreeMap<String, String>, BTreeMap<String, String>)>,
+    /// The kubelet's watches of referenced ConfigMaps and Secrets, when it has them.
+    watches: Option<Arc<watches::ObjectWatches>>,
+    /// Notified when something the pod's volumes refer to changed.
+    wake: Arc<Notify>,
 }
 
 fn pod_meta(pod: &Pod) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
@@ -117,6 +127,31 @@ impl PodVolumes {
             paths: HashMap::new(),
             next: None,
             meta: None,
+            watches: None,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Rewrites the volumes when the ConfigMaps and Secrets they refer to change, through the
+    /// kubelet's `watches`.
+    pub fn watch_with(&mut self, watches: Arc<watches::ObjectWatches>) {
+        self.watches = Some(watches);
+    }
+
+    /// Notified when something the pod's volumes refer to changed: then [`Self::expire`].
+    pub fn changed(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Makes a re-sync due now.
+    pub fn expire(&mut self) {
+        self.next = None;
+    }
+
+    /// The pod is torn down: its references are watched no more.
+    pub fn release(&self, uid: &str) {
+        if let Some(w) = &self.watches {
+            w.forget(uid);
         }
     }
 
@@ -141,7 +176,8 @@ impl PodVolumes {
         self.next.is_none_or(|n| now >= n) || self.meta.as_ref() != Some(&pod_meta(pod))
     }
 
-    /// Sets up (or re-syncs) every volume of `pod`; the volumes that failed, with why.
+    /// Sets up (or re-syncs) every volume of `pod`; the volumes that failed, with why. The API
+    /// objects are fetched first; the file work of all volumes is then one blocking task.
     pub async fn sync(
         &mut self,
         client: &kube::Client,
@@ -150,19 +186,42 @@ impl PodVolumes {
     ) -> Vec<(String, String)> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let root = pod_dir(data_dir, &uid);
-        let host = crate::node::HostInfo::read(data_dir);
-        let facts = crate::pods::env::Facts {
-            node_milli_cpu: i64::try_from(host.cpus * 1000).unwrap_or(i64::MAX),
-            node_memory: i64::try_from(host.memory_bytes).unwrap_or(i64::MAX),
-            ..Default::default()
+        if let Some(w) = &self.watches {
+            w.set(&uid, &watches::referenced(pod), &self.wake);
+        }
+        let names: Vec<String> = volumes(pod).iter().map(|v| v.name.clone()).collect();
+        let mut plans = Vec::new();
+        for v in volumes(pod) {
+            plans.push((v.name.clone(), self.plan(client, &root, pod, v).await));
+        }
+        let (mounter, data_dir, owned) =
+            (self.mounter.clone(), data_dir.to_path_buf(), pod.clone());
+        let work = move || {
+            let facts = node_facts(&data_dir);
+            let group = fs_group(&owned);
+            plans
+                .into_iter()
+                .map(|(name, plan)| {
+                    let done = plan.and_then(|p| p.apply(mounter.as_ref(), &owned, &facts, group));
+                    (name, done)
+                })
+                .collect::<Vec<_>>()
+        };
+        let done = if names.is_empty() {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+                let why = format!("volume set-up task: {e}");
+                names.into_iter().map(|n| (n, Err(why.clone()))).collect()
+            })
         };
         let mut failed = Vec::new();
-        for v in volumes(pod) {
-            match self.setup(client, &root, pod, v, &facts).await {
+        for (name, result) in done {
+            match result {
                 Ok(m) => {
-                    self.paths.insert(v.name.clone(), m);
+                    self.paths.insert(name, m);
                 }
-                Err(e) => failed.push((v.name.clone(), e)),
+                Err(e) => failed.push((name, e)),
             }
         }
         let wait = if failed.is_empty() { RESYNC } else { RETRY };
@@ -171,80 +230,43 @@ impl PodVolumes {
         failed
     }
 
-    async fn setup(
+    /// What a volume's set-up needs from the API, fetched; the file work is left to do.
+    async fn plan(
         &mut self,
         client: &kube::Client,
         root: &Path,
         pod: &Pod,
         v: &Volume,
-        facts: &crate::pods::env::Facts,
-    ) -> Result<Mounted, String> {
-        let fs_group = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.security_context.as_ref()?.fs_group);
+    ) -> Result<Plan, String> {
         let dir = |plugin: &str| root.join(format!("kubernetes.io~{plugin}")).join(&v.name);
-        let writable = |host_path: PathBuf| Mounted {
-            host_path,
-            read_only: false,
-        };
         if let Some(e) = &v.empty_dir {
-            let d = dir("empty-dir");
-            let memory = e.medium.as_deref() == Some("Memory");
-            let size = e.size_limit.as_ref().map(crate::pods::qos::whole);
-            self.empty_dir(&d, memory, size, fs_group)?;
-            return Ok(writable(d));
+            return Ok(Plan::EmptyDir {
+                dir: dir("empty-dir"),
+                memory: e.medium.as_deref() == Some("Memory"),
+                size: e.size_limit.as_ref().map(crate::pods::qos::whole),
+            });
         }
         if let Some(h) = &v.host_path {
-            let path = PathBuf::from(&h.path);
-            hostpath::check_type(&path, h.type_.as_deref().unwrap_or_default())?;
-            return Ok(writable(path));
+            return Ok(Plan::HostPath {
+                path: PathBuf::from(&h.path),
+                kind: h.type_.clone().unwrap_or_default(),
+            });
         }
         if let Some(c) = &v.persistent_volume_claim {
             let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-            let path = claim_path(client, ns, &c.claim_name).await?;
-            return Ok(Mounted {
-                host_path: path,
+            let pv = claim_volume(client, ns, &c.claim_name).await?;
+            return Ok(Plan::Claim {
+                pv: Box::new(pv),
                 read_only: c.read_only == Some(true),
             });
         }
         let fetched = self.fetch(client, pod, v).await?;
-        let (plugin, payload) = api_payload(v, pod, facts, &fetched, fs_group)?;
-        let d = dir(plugin);
-        if SECRETS_IN_MEMORY && plugin != "configmap" {
-            // Upstream keeps secrets and tokens off the disk (a memory-backed emptyDir).
-            self.empty_dir(&d, true, None, None)?;
-        }
-        let gid = fs_group.and_then(|g| u32::try_from(g).ok());
-        atomic::write(&d, &payload, gid).map_err(|e| format!("writing {}: {e}", d.display()))?;
-        Ok(Mounted {
-            host_path: d,
-            read_only: true,
+        Ok(Plan::Api {
+            root: root.to_path_buf(),
+            volume: Box::new(v.clone()),
+            fetched,
         })
     }
-
-    fn empty_dir(
-        &self,
-        d: &Path,
-        memory: bool,
-        size: Option<i64>,
-        fs_group: Option<i64>,
-    ) -> Result<(), String> {
-        use std::os::unix::fs::PermissionsExt;
-        let io = |e: std::io::Error| format!("{}: {e}", d.display());
-        std::fs::create_dir_all(d).map_err(io)?;
-        if memory && !self.mounter.is_mount_point(d) {
-            let size = size.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0);
-            self.mounter.mount_tmpfs(d, size).map_err(io)?;
-        }
-        let mut mode = 0o777;
-        if let Some(g) = fs_group.and_then(|g| u32::try_from(g).ok()) {
-            std::os::unix::fs::chown(d, None, Some(g)).map_err(io)?;
-            mode |= 0o2000;
-        }
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).map_err(io)
-    }
-
     /// The ConfigMaps, Secrets and tokens a volume refers to.
     async fn fetch(
         &mut self,
@@ -279,6 +301,121 @@ impl PodVolumes {
         }
         Ok(f)
     }
+}
+
+/// A volume's set-up with its API objects fetched: the (blocking) file work left.
+#[derive(Debug)]
+enum Plan {
+    EmptyDir {
+        dir: PathBuf,
+        memory: bool,
+        size: Option<i64>,
+    },
+    HostPath {
+        path: PathBuf,
+        kind: String,
+    },
+    Claim {
+        pv: Box<PersistentVolume>,
+        read_only: bool,
+    },
+    /// A configMap, secret, downwardAPI or projected volume under the pod's volumes `root`.
+    Api {
+        root: PathBuf,
+        volume: Box<Volume>,
+        fetched: Fetched,
+    },
+}
+
+impl Plan {
+    /// Does the file work (directories, tmpfs mounts, payload files); blocking.
+    fn apply(
+        self,
+        mounter: &dyn Mounter,
+        pod: &Pod,
+        facts: &crate::pods::env::Facts,
+        fs_group: Option<i64>,
+    ) -> Result<Mounted, String> {
+        let writable = |host_path: PathBuf| Mounted {
+            host_path,
+            read_only: false,
+        };
+        match self {
+            Plan::EmptyDir { dir, memory, size } => {
+                empty_dir(mounter, &dir, memory, size, fs_group)?;
+                Ok(writable(dir))
+            }
+            Plan::HostPath { path, kind } => {
+                hostpath::check_type(&path, &kind)?;
+                Ok(writable(path))
+            }
+            Plan::Claim { pv, read_only } => Ok(Mounted {
+                host_path: pv_path(&pv)?,
+                read_only,
+            }),
+            Plan::Api {
+                root,
+                volume,
+                fetched,
+            } => {
+                let (plugin, payload) = api_payload(&volume, pod, facts, &fetched, fs_group)?;
+                let d = root
+                    .join(format!("kubernetes.io~{plugin}"))
+                    .join(&volume.name);
+                if in_memory(plugin) {
+                    // Upstream keeps secrets and tokens off the disk (a memory-backed emptyDir).
+                    empty_dir(mounter, &d, true, None, None)?;
+                }
+                let gid = fs_group.and_then(|g| u32::try_from(g).ok());
+                atomic::write(&d, &payload, gid)
+                    .map_err(|e| format!("writing {}: {e}", d.display()))?;
+                Ok(Mounted {
+                    host_path: d,
+                    read_only: true,
+                })
+            }
+        }
+    }
+}
+
+fn fs_group(pod: &Pod) -> Option<i64> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref()?.fs_group)
+}
+
+/// The node's allocatable cpu and memory, for downwardAPI resource fields left unset; blocking.
+fn node_facts(data_dir: &Path) -> crate::pods::env::Facts {
+    let host = crate::node::HostInfo::read(data_dir);
+    crate::pods::env::Facts {
+        node_milli_cpu: i64::try_from(host.cpus * 1000).unwrap_or(i64::MAX),
+        node_memory: i64::try_from(host.memory_bytes).unwrap_or(i64::MAX),
+        ..Default::default()
+    }
+}
+
+/// Makes an emptyDir-like directory (a tmpfs when `memory`), world-writable or group-owned by
+/// `fs_group` with the setgid bit; blocking.
+fn empty_dir(
+    mounter: &dyn Mounter,
+    d: &Path,
+    memory: bool,
+    size: Option<i64>,
+    fs_group: Option<i64>,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| format!("{}: {e}", d.display());
+    std::fs::create_dir_all(d).map_err(io)?;
+    if memory && !mounter.is_mount_point(d) {
+        let size = size.and_then(|s| u64::try_from(s).ok()).filter(|s| *s > 0);
+        mounter.mount_tmpfs(d, size).map_err(io)?;
+    }
+    let mut mode = 0o777;
+    if let Some(g) = fs_group.and_then(|g| u32::try_from(g).ok()) {
+        std::os::unix::fs::chown(d, None, Some(g)).map_err(io)?;
+        mode |= 0o2000;
+    }
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode)).map_err(io)
 }
 
 /// The plugin directory name and payload of an API-data volume.
@@ -316,8 +453,12 @@ fn api_payload(
     Err(format!("volume {} has an unsupported type", v.name))
 }
 
-/// The host path of a bound claim's volume (hostPath or local persistent volumes).
-async fn claim_path(client: &kube::Client, ns: &str, claim: &str) -> Result<PathBuf, String> {
+/// The persistent volume a bound claim's is (its path is checked by [`pv_path`]).
+async fn claim_volume(
+    client: &kube::Client,
+    ns: &str,
+    claim: &str,
+) -> Result<PersistentVolume, String> {
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let pvc = pvcs
         .get_opt(claim)
@@ -334,12 +475,10 @@ async fn claim_path(client: &kube::Client, ns: &str, claim: &str) -> Result<Path
         return Err(format!("persistentvolumeclaim \"{claim}\" not bound"));
     };
     let pvs: Api<PersistentVolume> = Api::all(client.clone());
-    let pv = pvs
-        .get_opt(&pv_name)
+    pvs.get_opt(&pv_name)
         .await
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("persistentvolume \"{pv_name}\" not found"))?;
-    pv_path(&pv)
+        .ok_or_else(|| format!("persistentvolume \"{pv_name}\" not found"))
 }
 
 /// Where a persistent volume is on this node.

@@ -313,6 +313,46 @@ impl Node {
         self.kubelet = Some((token, task));
     }
 
+    /// Runs the kubelet as its node (`system:node:NAME`), as the CSR approver requires of
+    /// serving certificate requests.
+    pub fn start_kubelet_as_node(&mut self) {
+        let token = self.server.shutdown_token();
+        let name = self.config.node_name.clone();
+        let client = self
+            .server
+            .client_as(&format!("system:node:{name}"), &["system:nodes"]);
+        let (config, t) = (self.config.clone(), token.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = k8rs_kubelet::run(client, config, t).await {
+                panic!("kubelet stopped: {e}");
+            }
+        });
+        self.kubelet = Some((token, task));
+    }
+
+    /// Starts the CSR approver and signer (the certificates controller) beside the server, so
+    /// that the kubelet gets a serving certificate the API server trusts.
+    pub fn start_signer(&self) -> anyhow::Result<()> {
+        use k8rs_controllers::certificates::{self, CertificatesConfig};
+        let pki = k8rs_auth::pki::ClusterPki::load_or_create(
+            self.server.pki.dir(),
+            &k8rs_auth::pki::PkiOptions {
+                service_ip: "10.43.0.1".parse()?,
+                extra_sans: vec![],
+                host_ips: Some(vec![]),
+            },
+        )?;
+        tokio::spawn(certificates::run(
+            k8rs_controller_runtime::SharedInformers::new(
+                self.server.client(),
+                self.server.shutdown_token(),
+            ),
+            CertificatesConfig::new(Arc::new(pki)),
+            self.server.shutdown_token(),
+        ));
+        Ok(())
+    }
+
     pub async fn stop_kubelet(&mut self) {
         if let Some((token, task)) = self.kubelet.take() {
             token.cancel();

@@ -43,6 +43,11 @@ impl EventSink {
         self.publish(on, None, EventType::Warning, reason, note);
     }
 
+    /// A Warning event if `warning`, else a Normal one.
+    pub fn record(&self, on: &ObjectReference, warning: bool, reason: &str, note: String) {
+        self.publish(on, None, event_type(warning), reason, note);
+    }
+
     /// An event about `on` concerning `related` (e.g. the pod a set created). Events with the
     /// same reason about different related objects are kept apart instead of being counted
     /// as one series.
@@ -54,12 +59,7 @@ impl EventSink {
         reason: &str,
         note: String,
     ) {
-        let type_ = if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        self.publish(on, Some(related), type_, reason, note);
+        self.publish(on, Some(related), event_type(warning), reason, note);
     }
 
     fn publish(
@@ -86,5 +86,13 @@ impl EventSink {
                 tracing::debug!(%err, "recording an event failed");
             }
         });
+    }
+}
+
+fn event_type(warning: bool) -> EventType {
+    if warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
     }
 }
