@@ -695,6 +695,13 @@ async fn streaming_lists_end_with_the_initial_events_bookmark() {
             .await
             .unwrap();
     }
+    // kube-rs starts streaming lists at resourceVersion "0", which (as upstream) is served from
+    // the watch cache with no freshness promise: a consistent list first makes the cache hold
+    // the creates (under load it may otherwise lag them by a moment).
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        3
+    );
     // kube-rs' streaming-list watcher: sendInitialEvents with the initial-events-end bookmark.
     let (reader, writer) = reflector::store();
     let config = watcher::Config::default().streaming_lists();

@@ -123,6 +123,33 @@ impl Dataplane {
             .collect()
     }
 
+    /// Turns `route_localnet` on for the interface that routes to `pod_ip` (as the CNI portmap
+    /// plugin does on the bridge), so that traffic from 127.0.0.1 may be DNATed to the pod.
+    pub fn enable_route_localnet(&self, pod_ip: Ipv4Addr) {
+        let Ok(out) = self
+            .tool("ip")
+            .args(["-4", "-o", "route", "get", &pod_ip.to_string()])
+            .output()
+        else {
+            return;
+        };
+        let Some(dev) = route_dev(&String::from_utf8_lossy(&out.stdout)) else {
+            tracing::debug!(%pod_ip, "no route to the pod; route_localnet not set");
+            return;
+        };
+        // The slash form keeps a dot in the name (a VLAN such as `eth0.100`) literal.
+        let setting = format!("net/ipv4/conf/{dev}/route_localnet=1");
+        let result = self
+            .tool("sysctl")
+            .args(["-qw", &setting])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !result.is_ok_and(|s| s.success()) {
+            tracing::warn!(%dev, "enabling route_localnet failed; 127.0.0.1:hostPort will not work");
+        }
+    }
+
     /// Deletes UDP conntrack entries matching `filter` (arguments after `conntrack -D -p udp`).
     /// Finding none is not an error.
     pub fn conntrack_delete(&self, filter: &[String]) {
@@ -137,6 +164,17 @@ impl Dataplane {
             tracing::debug!(%err, ?filter, "conntrack did not run");
         }
     }
+}
+
+/// The device of `ip -o route get` output (`10.42.0.7 dev cni0 src 10.42.0.1 ...`); none for
+/// a name that is not a plain interface name or a loopback route.
+fn route_dev(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace().skip_while(|w| *w != "dev");
+    let dev = words.nth(1)?;
+    let plain = dev
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    (plain && dev != "lo" && !dev.is_empty() && dev.len() < 16).then(|| dev.to_string())
 }
 
 /// The chain and set names in `nft -j list table` output.
@@ -173,6 +211,14 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_dev_is_the_word_after_dev() {
+        let line = "10.42.0.7 dev cni0 src 10.42.0.1 uid 0 \\    cache ";
+        assert_eq!(route_dev(line).as_deref(), Some("cni0"));
+        assert_eq!(route_dev("local 10.42.255.1 dev lo table local"), None);
+        assert_eq!(route_dev("RTNETLINK answers: Network is unreachable"), None);
+    }
 
     #[test]
     fn lists_chains_sets_and_maps() {

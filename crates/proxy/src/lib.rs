@@ -6,14 +6,18 @@
 //! an element of a set or map; [`state`] turns a change of the model into one atomic
 //! transaction that touches only what changed (sent as `nft -f -` text; full rewrites flush
 //! rather than delete the table), and [`proxier`] runs the loop
-//! (coalesced syncs, periodic full resync, conntrack cleanup, health servers).
+//! (coalesced syncs, periodic full resync, conntrack cleanup, health servers). It also
+//! programs the hostPorts of the pods on its node ([`hostport`]), in place of the CNI
+//! `portmap` plugin.
 //!
-//! It never touches another table, iptables, or the whole ruleset. It is a client of the API
+//! It never touches another table, iptables, or the whole ruleset (beyond enabling
+//! `route_localnet` on the interfaces leading to pods with hostPorts). It is a client of the API
 //! server only: it must not depend on the apiserver or store crates.
 
 pub mod config;
 pub mod dataplane;
 pub mod health;
+pub mod hostport;
 pub mod model;
 pub mod nft;
 pub mod proxier;

@@ -127,6 +127,12 @@ pub enum Stmt {
     L4Proto(Proto),
     /// `fib saddr type local`
     FibSaddrLocal,
+    /// `fib daddr type local`
+    FibDaddrLocal,
+    /// `iifname != "lo"`
+    IifNotLoopback,
+    /// `ct status & dnat == 0`: the connection was not destination-NATed.
+    CtNotDnat,
     /// `meta mark & 0x4000 == 0`
     MarkUnset,
     /// `meta mark set meta mark | 0x4000`
@@ -152,6 +158,8 @@ pub enum Stmt {
     /// map whose data is `ip daddr . th dport` is refused by every later rule ("conflicting
     /// protocols specified: ip vs. th"; `tcp dport` instead adds a `meta l4proto tcp` match).
     DnatSlot(u32, &'static str),
+    /// `dnat ip to KEY map @MAP`: the destination from a map of `ip . port` values.
+    DnatMap(Key, &'static str),
     /// `reject with tcp reset`
     RejectTcpReset,
     /// `reject` (ICMP port unreachable)
@@ -170,6 +178,9 @@ impl fmt::Display for Stmt {
             Stmt::Dport(p, port) => write!(f, "{p} dport {port}"),
             Stmt::L4Proto(p) => write!(f, "meta l4proto {p}"),
             Stmt::FibSaddrLocal => f.write_str("fib saddr type local"),
+            Stmt::FibDaddrLocal => f.write_str("fib daddr type local"),
+            Stmt::IifNotLoopback => f.write_str("iifname != \"lo\""),
+            Stmt::CtNotDnat => f.write_str("ct status & dnat == 0"),
             Stmt::MarkUnset => write!(f, "meta mark & {MASQ_MARK:#x} == 0"),
             Stmt::MarkSet => write!(f, "meta mark set meta mark | {MASQ_MARK:#x}"),
             Stmt::MarkClear => write!(f, "meta mark set meta mark ^ {MASQ_MARK:#x}"),
@@ -184,6 +195,7 @@ impl fmt::Display for Stmt {
                 "ct mark set numgen random mod {n} dnat ip to {} . ct mark map @{map}",
                 Key::DaddrProtoPort
             ),
+            Stmt::DnatMap(key, map) => write!(f, "dnat ip to {key} map @{map}"),
             Stmt::RejectTcpReset => f.write_str("reject with tcp reset"),
             Stmt::Reject => f.write_str("reject"),
             Stmt::Verdict(v) => write!(f, "{v}"),
@@ -276,6 +288,11 @@ pub enum SetKind {
     AllowRanges,
     /// A session-affinity set: `ipv4_addr`, dynamic, with this timeout in seconds.
     Affinity(u32),
+    /// hostPorts on one address: `ipv4_addr . inet_proto . inet_service : ipv4_addr .
+    /// inet_service` (the pod's address and container port).
+    HostPortIps,
+    /// hostPorts on every local address: `inet_proto . inet_service : ipv4_addr . inet_service`.
+    HostPortAny,
 }
 
 impl SetKind {
@@ -283,7 +300,11 @@ impl SetKind {
     pub fn is_map(self) -> bool {
         matches!(
             self,
-            SetKind::IpProtoPortVmap | SetKind::ProtoPortVmap | SetKind::Slots
+            SetKind::IpProtoPortVmap
+                | SetKind::ProtoPortVmap
+                | SetKind::Slots
+                | SetKind::HostPortIps
+                | SetKind::HostPortAny
         )
     }
 
@@ -302,6 +323,12 @@ impl SetKind {
             SetKind::IpPairs => "type ipv4_addr . ipv4_addr;".into(),
             SetKind::AllowRanges => {
                 "type ipv4_addr . inet_proto . inet_service . ipv4_addr; flags interval;".into()
+            }
+            SetKind::HostPortIps => {
+                "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;".into()
+            }
+            SetKind::HostPortAny => {
+                "type inet_proto . inet_service : ipv4_addr . inet_service;".into()
             }
             SetKind::Affinity(timeout) => {
                 format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;")

@@ -1,15 +1,16 @@
 //! The proxy loop: watches Services, EndpointSlices and this Node, coalesces changes (at most
 //! one sync per `min_sync_period`), writes one transaction per sync for the Services that
 //! changed, replaces the whole table on start and every `sync_period`, flushes stale UDP
-//! conntrack entries and keeps the health servers current.
+//! conntrack entries and keeps the health servers current. It also watches the pods bound to
+//! this node and keeps their hostPorts in the table ([`crate::hostport`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -21,6 +22,7 @@ use crate::Error;
 use crate::config::ProxyConfig;
 use crate::dataplane::Dataplane;
 use crate::health::{HealthState, ServiceHealthServers, serve_healthz};
+use crate::hostport::{HostPort, PodName, hostport_fragment, pod_host_ports};
 use crate::model::{
     Endpoint, ServiceName, ServicePortInfo, ServicePortName, categorize, service_ports,
     slice_endpoints, slice_service,
@@ -39,6 +41,7 @@ enum Update {
     Service(Box<watcher::Event<Service>>),
     Slice(Box<watcher::Event<EndpointSlice>>),
     Node(Box<watcher::Event<Node>>),
+    Pod(Box<watcher::Event<Pod>>),
 }
 
 /// Runs the proxy until `shutdown`. Fails only if the health server cannot bind; `nft`
@@ -55,9 +58,17 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel();
     let svc_api: Api<Service> = Api::all(client.clone());
     let slice_api: Api<EndpointSlice> = Api::all(client.clone());
-    let node_api: Api<Node> = Api::all(client);
+    let node_api: Api<Node> = Api::all(client.clone());
+    let pod_api: Api<Pod> = Api::all(client);
     let node_cfg =
         watcher::Config::default().fields(&format!("metadata.name={}", config.node_name));
+    let pod_cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name));
+    forward(
+        watcher(pod_api, pod_cfg),
+        tx.clone(),
+        |e| Update::Pod(Box::new(e)),
+        &shutdown,
+    );
     forward(
         watcher(svc_api, watcher::Config::default()),
         tx.clone(),
@@ -177,6 +188,12 @@ struct Proxier {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     nodes: Store<Node>,
+    pods: Store<Pod>,
+    /// The hostPorts in the table, by pod.
+    host_ports: HashMap<PodName, Vec<HostPort>>,
+    dirty_pods: BTreeSet<PodName>,
+    /// Pod addresses whose interface has `route_localnet` on (redone on each full sync).
+    localnet: HashSet<Ipv4Addr>,
     slices_by_service: HashMap<ServiceName, BTreeSet<(String, String)>>,
     ports_by_service: HashMap<ServiceName, Vec<ServicePortName>>,
     applied: HashMap<ServicePortName, Applied>,
@@ -202,6 +219,10 @@ impl Proxier {
             services: Store::new(),
             slices: Store::new(),
             nodes: Store::new(),
+            pods: Store::new(),
+            host_ports: HashMap::new(),
+            dirty_pods: BTreeSet::new(),
+            localnet: HashSet::new(),
             slices_by_service: HashMap::new(),
             ports_by_service: HashMap::new(),
             applied: HashMap::new(),
@@ -248,7 +269,7 @@ impl Proxier {
             return Some(retry.max(earliest));
         }
         let resync = self.last_full.map(|t| t + self.config.sync_period);
-        if self.needs_full || !self.dirty.is_empty() {
+        if self.needs_full || !self.dirty.is_empty() || !self.dirty_pods.is_empty() {
             return Some(earliest);
         }
         resync
@@ -277,6 +298,14 @@ impl Proxier {
                     .values()
                     .any(|n| n.metadata.deletion_timestamp.is_some());
                 self.health.set_node_deleting(deleting);
+            }
+            Update::Pod(event) => {
+                for pod in self.pods.apply(*event) {
+                    self.dirty_pods.insert(PodName {
+                        namespace: pod.namespace().unwrap_or_default(),
+                        name: pod.name_any(),
+                    });
+                }
             }
         }
         if !self.dirty.is_empty() {
@@ -365,7 +394,21 @@ impl Proxier {
                 self.ports_by_service.insert(name.clone(), new_ports);
             }
         }
-        let incremental = self.state.update(changes);
+        let mut incremental = self.state.update(changes);
+        let host_ports = self.host_port_changes();
+        incremental.extend(
+            self.state.update(
+                host_ports
+                    .iter()
+                    .map(|(name, ports)| {
+                        (
+                            name.clone(),
+                            (!ports.is_empty()).then(|| hostport_fragment(ports)),
+                        )
+                    })
+                    .collect(),
+            ),
+        );
         let resync_due = self
             .last_full
             .is_none_or(|t| started >= t + self.config.sync_period);
@@ -393,13 +436,62 @@ impl Proxier {
         if full {
             self.needs_full = false;
             self.last_full = Some(started);
+            self.localnet.clear();
         }
+        self.after_host_ports(host_ports);
         let stale = self.record_applied(next_applied);
         self.flush_conntrack(stale);
         self.health.updated();
         self.sync_service_health().await;
         tracing::debug!(ops = ops.len(), full, elapsed = ?started.elapsed(), "nftables synced");
         true
+    }
+
+    /// The pods whose hostPorts changed, with their new hostPorts (empty: none any more);
+    /// recorded as applied.
+    fn host_port_changes(&mut self) -> Vec<(PodName, Vec<HostPort>)> {
+        let mut out = Vec::new();
+        for name in std::mem::take(&mut self.dirty_pods) {
+            let key = (name.namespace.clone(), name.name.clone());
+            let ports = self
+                .pods
+                .objects
+                .get(&key)
+                .map(pod_host_ports)
+                .unwrap_or_default();
+            let before = self.host_ports.remove(&name).unwrap_or_default();
+            if !ports.is_empty() {
+                self.host_ports.insert(name.clone(), ports.clone());
+            }
+            if before != ports {
+                out.push((name, ports));
+            }
+        }
+        out
+    }
+
+    /// After a successful sync: like portmap, stale UDP conntrack entries of new UDP hostPorts
+    /// are flushed, and `route_localnet` is turned on toward pods with hostPorts (so that
+    /// 127.0.0.1:hostPort from the node works).
+    fn after_host_ports(&mut self, changed: Vec<(PodName, Vec<HostPort>)>) {
+        for port in changed.iter().flat_map(|(_, ports)| ports) {
+            if port.protocol == Proto::Udp {
+                let filter = ["--orig-port-dst".to_string(), port.host_port.to_string()];
+                self.dataplane.conntrack_delete(&filter);
+            }
+        }
+        let live: HashSet<Ipv4Addr> = self
+            .host_ports
+            .values()
+            .flatten()
+            .map(|p| p.pod_ip)
+            .collect();
+        self.localnet.retain(|ip| live.contains(ip));
+        for ip in live {
+            if self.localnet.insert(ip) {
+                self.dataplane.enable_route_localnet(ip);
+            }
+        }
     }
 
     /// Records what the sync used; returns the UDP (service, endpoint) pairs that went away and

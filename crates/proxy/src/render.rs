@@ -20,6 +20,9 @@
 //!   (wrong port: reject; unallocated: drop), `firewall-services` + `firewall-allow`
 //!   (loadBalancerSourceRanges).
 //!
+//! - hostPorts of this node's pods: `hostports` (jumped to for local destinations before
+//!   `services`) DNATs through `hostport-ips` / `hostport-any` ([`crate::hostport`]).
+//!
 //! Services with `sessionAffinity: ClientIP` keep per-Service chains ([`affinity`]).
 //! The output is split into one [`Fragment`] per Service port so that a sync can compare and
 //! rewrite only the Service ports that changed.
@@ -134,6 +137,8 @@ pub fn skeleton(config: &ProxyConfig, nodeport_ips: &[Ipv4Addr]) -> Fragment {
     }
     let new = || Stmt::CtStateNew;
     f.rule("filter-prerouting", vec![new(), jump(FIREWALL_CHECK)]);
+    f.chain("filter-input")
+        .push(crate::hostport::loopback_guard());
     f.rule("filter-input", vec![new(), jump(NODEPORT_ENDPOINTS_CHECK)]);
     f.rule("filter-input", vec![new(), jump(SERVICE_ENDPOINTS_CHECK)]);
     f.rule("filter-forward", vec![new(), jump(SERVICE_ENDPOINTS_CHECK)]);
@@ -144,7 +149,10 @@ pub fn skeleton(config: &ProxyConfig, nodeport_ips: &[Ipv4Addr]) -> Fragment {
         "filter-output-post-dnat",
         vec![new(), jump(CLUSTER_IPS_CHECK)],
     );
+    let hostports = || vec![Stmt::FibDaddrLocal, jump(crate::hostport::HOSTPORTS_CHAIN)];
+    f.rule("nat-prerouting", hostports());
     f.rule("nat-prerouting", vec![jump(SERVICES_CHAIN)]);
+    f.rule("nat-output", hostports());
     f.rule("nat-output", vec![jump(SERVICES_CHAIN)]);
     f.rule("nat-postrouting", vec![jump(MASQUERADING)]);
 
@@ -169,6 +177,7 @@ pub fn skeleton(config: &ProxyConfig, nodeport_ips: &[Ipv4Addr]) -> Fragment {
     }
     dispatch_chains(&mut f, config);
     check_chains(&mut f, config);
+    crate::hostport::skeleton(&mut f);
     f
 }
 

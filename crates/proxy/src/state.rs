@@ -4,11 +4,31 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::hostport::PodName;
 use crate::model::ServicePortName;
 use crate::nft::{ElemKey, ElemValue, Op, SetKind};
 use crate::render::{Chain, Fragment};
 
 type ElemId = (&'static str, ElemKey);
+
+/// Who a part of the table belongs to: a Service port, or a pod's hostPorts.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Owner {
+    Service(ServicePortName),
+    HostPorts(PodName),
+}
+
+impl From<ServicePortName> for Owner {
+    fn from(name: ServicePortName) -> Owner {
+        Owner::Service(name)
+    }
+}
+
+impl From<PodName> for Owner {
+    fn from(name: PodName) -> Owner {
+        Owner::HostPorts(name)
+    }
+}
 
 /// The chains and sets the table holds now, by name (from `nft list table`), so that a full
 /// rewrite can remove what is no longer wanted.
@@ -24,8 +44,8 @@ pub struct Existing {
 #[derive(Debug, Default)]
 pub struct TableState {
     skeleton: Fragment,
-    fragments: HashMap<ServicePortName, Fragment>,
-    claims: HashMap<ElemId, BTreeMap<ServicePortName, Option<ElemValue>>>,
+    fragments: HashMap<Owner, Fragment>,
+    claims: HashMap<ElemId, BTreeMap<Owner, Option<ElemValue>>>,
     /// Chains shared by Service ports (one per endpoint count), with their users; deleted
     /// with their last user.
     shared: BTreeMap<String, Shared>,
@@ -46,28 +66,29 @@ impl TableState {
         }
     }
 
-    /// The number of Service ports held.
+    /// The number of owners (Service ports and pods with hostPorts) held.
     pub fn len(&self) -> usize {
         self.fragments.len()
     }
 
-    /// Whether no Service port is held.
+    /// Whether no owner is held.
     pub fn is_empty(&self) -> bool {
         self.fragments.is_empty()
     }
 
-    /// The fragment of one Service port.
-    pub fn fragment(&self, name: &ServicePortName) -> Option<&Fragment> {
-        self.fragments.get(name)
+    /// The fragment of one owner.
+    pub fn fragment(&self, owner: &Owner) -> Option<&Fragment> {
+        self.fragments.get(owner)
     }
 
-    /// Records `changes` (a Service port's new fragment, or `None` when it is gone) and returns
+    /// Records `changes` (an owner's new fragment, or `None` when it is gone) and returns
     /// the operations turning the old contents into the new.
-    pub fn update(&mut self, changes: Vec<(ServicePortName, Option<Fragment>)>) -> Vec<Op> {
+    pub fn update<O: Into<Owner>>(&mut self, changes: Vec<(O, Option<Fragment>)>) -> Vec<Op> {
         let mut diff = Diff::default();
         let mut touched: BTreeSet<ElemId> = BTreeSet::new();
         let mut before: HashMap<ElemId, Option<Option<ElemValue>>> = HashMap::new();
         for (name, new) in changes {
+            let name: Owner = name.into();
             let old = self.fragments.remove(&name);
             if old.as_ref() == new.as_ref() {
                 if let Some(f) = old {

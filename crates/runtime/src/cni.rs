@@ -1,5 +1,7 @@
-//! The pod network's CNI configuration: a bridge with host-local IPAM over the node's podCIDR,
-//! and portmap for hostPorts (pure rendering, and an atomic write).
+//! The pod network's CNI configuration: a bridge with host-local IPAM over the node's podCIDR
+//! (pure rendering, and an atomic write). No `portmap`: hostPorts are programmed by the node's
+//! service proxy in k8rs's own nftables table (`k8rs-proxy`), so no CNI plugin writes iptables
+//! rules. The port mappings containerd may still pass are ignored (no plugin consumes them).
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -63,7 +65,6 @@ pub fn render_conflist(net: &CniNetwork) -> Result<String, Error> {
                     "dataDir": net.ipam_data_dir.to_string_lossy(),
                 },
             },
-            { "type": "portmap", "capabilities": { "portMappings": true } },
         ],
     });
     let mut text = serde_json::to_string_pretty(&conf).map_err(|e| Error::Command {
@@ -124,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn renders_bridge_host_local_and_portmap() {
+    fn renders_bridge_host_local_and_no_portmap() {
         let text = render_conflist(&net("10.42.1.0/24")).expect("valid");
         let v: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(v["cniVersion"], "1.0.0");
@@ -141,9 +142,9 @@ mod tests {
         assert_eq!(ipam["ranges"][0][0]["subnet"], "10.42.1.0/24");
         assert_eq!(ipam["routes"][0]["dst"], "0.0.0.0/0");
         assert_eq!(ipam["dataDir"], "/var/lib/k8rs/agent/cni/networks");
-        let portmap = &v["plugins"][1];
-        assert_eq!(portmap["type"], "portmap");
-        assert_eq!(portmap["capabilities"]["portMappings"], true);
+        // hostPorts are the proxy's: no plugin that writes iptables rules.
+        let plugins = v["plugins"].as_array().expect("plugins");
+        assert_eq!(plugins.len(), 1, "{plugins:?}");
     }
 
     #[test]

@@ -136,8 +136,7 @@ impl Containerd {
                 {"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": false, "hairpinMode": true,
                  "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
                           "dataDir": d.join("ipam").display().to_string(),
-                          "routes": [{"dst": "0.0.0.0/0"}]}},
-                {"type": "portmap", "capabilities": {"portMappings": true}}]
+                          "routes": [{"dst": "0.0.0.0/0"}]}}]
         });
         std::fs::write(
             cni.join("10-k8rs.conflist"),
