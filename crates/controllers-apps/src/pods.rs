@@ -221,12 +221,14 @@ pub fn claim<T: Resource>(
         adopt: Vec::new(),
         release: Vec::new(),
     };
+    // Borrowed, not cloned: this runs over every pod of the namespace at each sync.
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
     for obj in objects {
         let meta = obj.meta();
-        let labels = meta.labels.clone().unwrap_or_default();
+        let labels = meta.labels.as_ref().unwrap_or(&NO_LABELS);
         match controller_ref(meta) {
             Some(r) if r.uid == owner_uid => {
-                if matches(&labels) {
+                if matches(labels) {
                     claim.owned.push(obj);
                 } else if !owner_deleting {
                     claim.release.push(obj);
@@ -234,7 +236,7 @@ pub fn claim<T: Resource>(
             }
             Some(_) => {}
             None => {
-                if matches(&labels) && !owner_deleting && meta.deletion_timestamp.is_none() {
+                if matches(labels) && !owner_deleting && meta.deletion_timestamp.is_none() {
                     claim.owned.push(obj.clone());
                     claim.adopt.push(obj);
                 }

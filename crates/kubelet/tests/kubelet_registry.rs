@@ -6,11 +6,9 @@ mod common;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -160,18 +158,26 @@ async fn pull_policies_against_a_local_registry() -> anyhow::Result<()> {
     let missing = registry.image("missing");
     pods.create(&pp, &pod("missing", &name, &missing, "Always")?)
         .await?;
-    let saw_err = Arc::new(AtomicBool::new(false));
-    let p = eventually("ErrImagePull then ImagePullBackOff", WAIT, || {
-        let (pods, saw) = (pods.clone(), saw_err.clone());
-        async move {
-            let p = pods.get_opt("missing").await.ok().flatten()?;
-            match waiting_reason(&p).as_deref() {
-                Some("ErrImagePull") => saw.store(true, Ordering::SeqCst),
-                Some("ImagePullBackOff") if saw.load(Ordering::SeqCst) => return Some(p),
-                _ => {}
-            }
-            None
-        }
+    // ErrImagePull lasts only until the next sync turns it into ImagePullBackOff, so a poller
+    // can miss it: the failed pull is checked through its `Failed` event instead.
+    let p = eventually("ImagePullBackOff", WAIT, || async {
+        let p = pods.get_opt("missing").await.ok().flatten()?;
+        (waiting_reason(&p).as_deref() == Some("ImagePullBackOff")).then_some(p)
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(node.server.client(), "default");
+    eventually("a Failed event for the pull", WAIT, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some("missing")
+                    && e.reason.as_deref() == Some("Failed")
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("Failed to pull image"))
+            })
+            .then_some(())
     })
     .await;
     let msg = status(&p).state.and_then(|s| s.waiting?.message);
