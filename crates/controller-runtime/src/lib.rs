@@ -25,12 +25,14 @@ use tracing::Instrument;
 mod batch;
 mod events;
 mod expectations;
+mod index;
 mod queue;
 mod shared;
 
 pub use batch::slow_start;
 pub use events::EventSink;
 pub use expectations::{EXPECTATIONS_TIMEOUT, Expectations};
+pub use index::{BY_CONTROLLER, Index, IndexKeys, controller_keys, orphan_key};
 pub use queue::{Queue, Requeue, SYNC_TIMEOUT, resync, run_workers};
 pub use shared::{SharedInformers, Watched};
 

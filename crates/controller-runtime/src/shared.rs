@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Change;
+use crate::index::{self, Index, IndexData, IndexKeys};
 
 /// A resource type the shared informers can watch: a typed, cluster-wide-listable object.
 pub trait Watched:
@@ -49,6 +50,8 @@ struct Handlers<K> {
     /// The first list has finished. (Polling `Store::wait_until_ready` here would steal the
     /// wake-up of a task really waiting on it: kube's store wakes only its last poller.)
     listed: bool,
+    /// Indexes over the store, kept current with it.
+    indexes: Vec<Arc<IndexData<K>>>,
 }
 
 struct Informer<K: Watched> {
@@ -122,6 +125,30 @@ impl SharedInformers {
         self.informer::<K>(watcher::Config::default()).store.clone()
     }
 
+    /// The index named `name` over the store of every `K`, created with the keys `keys`
+    /// computes if no subscriber has asked for it yet (a later caller shares it, whatever
+    /// `keys` it passes).
+    pub fn index<K: Watched>(&self, name: &'static str, keys: IndexKeys<K>) -> Index<K> {
+        let informer = self.informer::<K>(watcher::Config::default());
+        let mut handlers = informer.handlers();
+        if let Some(data) = handlers.indexes.iter().find(|d| d.name == name) {
+            return Index::new(Arc::clone(data));
+        }
+        let data = Arc::new(IndexData::new(name, keys));
+        if handlers.listed {
+            data.rebuild(&informer.store.state());
+        }
+        handlers.indexes.push(Arc::clone(&data));
+        Index::new(data)
+    }
+
+    /// Every `K` by the uid of its controller, and the orphans of a namespace under
+    /// [`orphan_key`](index::orphan_key): what a controller may claim, without walking the
+    /// namespace.
+    pub fn by_controller<K: Watched>(&self) -> Index<K> {
+        self.index(index::BY_CONTROLLER, index::controller_keys::<K>)
+    }
+
     /// The store of every `K` and a stream with one item per change (bursts coalesce into one
     /// item while nobody polls), for controllers that resync a whole snapshot.
     pub fn changes<K: Watched>(&self) -> (Store<K>, BoxStream<'static, ()>) {
@@ -152,6 +179,7 @@ impl SharedInformers {
                 all: Vec::new(),
                 joined_during_list: Vec::new(),
                 listed: false,
+                indexes: Vec::new(),
             }),
         });
         let api = Api::<K>::all(self.client.clone());
@@ -217,17 +245,30 @@ async fn run<K: Watched>(
                 writer.apply_watcher_event(&event);
             }
             watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
-                let old = store.get(&ObjectRef::from_obj(obj));
+                let key = ObjectRef::from_obj(obj);
+                let old = store.get(&key);
                 writer.apply_watcher_event(&event);
                 if let Some(seen) = before_relist.as_mut() {
-                    seen.remove(&ObjectRef::from_obj(obj));
+                    seen.remove(&key);
+                }
+                // A relist's objects reach the store (and so the indexes) only at InitDone.
+                if matches!(event, watcher::Event::Apply(_)) && !handlers.indexes.is_empty() {
+                    let new = store.get(&key);
+                    for index in &handlers.indexes {
+                        index.update(old.as_deref(), new.as_ref());
+                    }
                 }
                 for handler in &handlers.all {
                     handler((old.as_deref(), Some(obj)));
                 }
             }
             watcher::Event::Delete(obj) => {
+                // Unindexed under the keys of the version the indexes hold.
+                let cached = store.get(&ObjectRef::from_obj(obj));
                 writer.apply_watcher_event(&event);
+                for index in &handlers.indexes {
+                    index.update(Some(cached.as_deref().unwrap_or(obj)), None);
+                }
                 for handler in &handlers.all {
                     handler((Some(obj), None));
                 }
@@ -240,6 +281,12 @@ async fn run<K: Watched>(
                     .filter_map(|key| store.get(key))
                     .collect();
                 writer.apply_watcher_event(&event);
+                if !handlers.indexes.is_empty() {
+                    let objects = store.state();
+                    for index in &handlers.indexes {
+                        index.rebuild(&objects);
+                    }
+                }
                 for obj in &gone {
                     for handler in &handlers.all {
                         handler((Some(&**obj), None));

@@ -110,3 +110,85 @@ async fn change_streams_fire_on_changes() {
     let fired = tokio::time::timeout(WAIT, changes.next()).await;
     assert!(matches!(fired, Ok(Some(()))), "a change is reported");
 }
+
+#[tokio::test]
+async fn the_controller_index_follows_adoption_release_and_deletion() {
+    use k8rs_controller_runtime::orphan_key;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use kube::api::{Patch, PatchParams};
+
+    let server = TestServer::start().await;
+    let client = server.client();
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let owner = cms
+        .create(&PostParams::default(), &config_map("owner"))
+        .await
+        .unwrap();
+    let owner_uid = owner.metadata.uid.clone().unwrap();
+    for name in ["a", "b"] {
+        cms.create(&PostParams::default(), &config_map(name))
+            .await
+            .unwrap();
+    }
+    let informers = SharedInformers::new(client.clone(), server.shutdown_token());
+    // Registered before the first list: built when it completes.
+    let index = informers.by_controller::<ConfigMap>();
+    informers
+        .store::<ConfigMap>()
+        .wait_until_ready()
+        .await
+        .unwrap();
+    let names = |key: &str| {
+        let mut names: Vec<String> = index
+            .get(key)
+            .iter()
+            .filter_map(|o| o.metadata.name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    eventually("the orphans are indexed", WAIT, || async {
+        (names(&orphan_key("default")) == ["a", "b", "owner"]).then_some(())
+    })
+    .await;
+
+    let controller = OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: "owner".into(),
+        uid: owner_uid.clone(),
+        controller: Some(true),
+        ..OwnerReference::default()
+    };
+    let adopt = serde_json::json!({"metadata": {"ownerReferences": [controller]}});
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(&adopt))
+        .await
+        .unwrap();
+    eventually(
+        "an adopted object moves to its owner's key",
+        WAIT,
+        || async {
+            (names(&owner_uid) == ["a"] && names(&orphan_key("default")) == ["b", "owner"])
+                .then_some(())
+        },
+    )
+    .await;
+    // A second handle on the same index sees the same contents.
+    let again = informers.by_controller::<ConfigMap>();
+    assert_eq!(again.claimable("default", &owner_uid).len(), 3);
+
+    let release = serde_json::json!({"metadata": {"ownerReferences": null}});
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .unwrap();
+    cms.delete("b", &DeleteParams::default()).await.unwrap();
+    eventually(
+        "released and deleted objects move and leave",
+        WAIT,
+        || async {
+            (names(&owner_uid).is_empty() && names(&orphan_key("default")) == ["a", "owner"])
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -20,6 +20,12 @@ use tokio_util::sync::CancellationToken;
 const DEBOUNCE: Duration = Duration::from_millis(20);
 /// How long a failed sync waits before it is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+/// The least time from the start of one change-triggered sync to the start of the next. A
+/// sync walks whole stores, and in a large cluster something changes all the time (5,000
+/// nodes renew 500 Leases a second): without a floor these loops would sync back to back and
+/// take the CPU from everything else. A change after a quiet spell is still synced within
+/// [`DEBOUNCE`].
+const MIN_INTERVAL: Duration = Duration::from_millis(500);
 
 /// As [`SharedInformers::changes`], for the objects `config` selects (shared only with
 /// subscribers of the same selection): for controllers that need a handful of objects of a
@@ -75,6 +81,7 @@ pub async fn run_loop<F, Fut>(
         }
     }
     loop {
+        let started = tokio::time::Instant::now();
         let delay = match sync().await {
             Next::Idle => resync,
             Next::After(d) => d.min(resync),
@@ -85,8 +92,11 @@ pub async fn run_loop<F, Fut>(
             _ = tokio::time::sleep(delay) => continue,
             c = changes.next() => if c.is_none() { return },
         }
-        // Gather the burst of changes before syncing.
-        let settle = tokio::time::sleep(DEBOUNCE);
+        // Gather the burst of changes before syncing, for at least DEBOUNCE and until
+        // MIN_INTERVAL after the last sync began.
+        let settle = tokio::time::sleep_until(
+            (started + MIN_INTERVAL).max(tokio::time::Instant::now() + DEBOUNCE),
+        );
         tokio::pin!(settle);
         loop {
             tokio::select! {

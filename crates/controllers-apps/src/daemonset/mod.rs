@@ -10,8 +10,8 @@ pub mod plan;
 use std::sync::Arc;
 
 use k8rs_controller_runtime::{
-    self as runtime, Change, EventSink, Expectations, Queue, Requeue, SharedInformers, key_of,
-    lookup,
+    self as runtime, Change, EventSink, Expectations, Index, Queue, Requeue, SharedInformers,
+    key_of, lookup,
 };
 use k8rs_machinery::labels::Selector;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
@@ -37,6 +37,8 @@ struct Ctx {
     sets: Store<DaemonSet>,
     nodes: Store<Node>,
     pods: Store<Pod>,
+    /// Pods by controller: a sync reads its own pods and the orphans, not the namespace.
+    pods_by_controller: Index<Pod>,
     revisions: Store<ControllerRevision>,
     queue: Queue<String>,
     expectations: Expectations,
@@ -50,6 +52,7 @@ pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Res
         sets: informers.store(),
         nodes: informers.store(),
         pods: informers.store(),
+        pods_by_controller: informers.by_controller(),
         revisions: informers.store(),
         queue: Queue::default(),
         expectations: Expectations::default(),
@@ -173,7 +176,7 @@ impl Ctx {
             &uid,
             false,
             |l| sel.matches(l),
-            runtime::in_namespace(&self.pods, &ns),
+            self.pods_by_controller.claimable(&ns, &uid),
         );
         let pods_api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let owner = pods::owner_ref(ds.as_ref());

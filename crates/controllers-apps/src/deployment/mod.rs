@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use k8rs_controller_runtime::{
-    self as runtime, Change, EventSink, Queue, Requeue, SharedInformers, key_of, lookup,
+    self as runtime, Change, EventSink, Index, Queue, Requeue, SharedInformers, key_of, lookup,
 };
 use k8rs_machinery::labels::Selector;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -37,6 +37,8 @@ struct Ctx {
     deployments: Store<Deployment>,
     replicasets: Store<ReplicaSet>,
     pods: Store<Pod>,
+    /// Pods by controller, to tell which replica sets still have live pods.
+    pods_by_controller: Index<Pod>,
     queue: Queue<String>,
     events: EventSink,
 }
@@ -48,6 +50,7 @@ pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Res
         deployments: informers.store(),
         replicasets: informers.store(),
         pods: informers.store(),
+        pods_by_controller: informers.by_controller(),
         queue: Queue::default(),
         events: EventSink::new(client.clone(), CONTROLLER_NAME),
         client,
@@ -155,7 +158,6 @@ impl Ctx {
         let Some(d) = lookup(&self.deployments, key) else {
             return Ok(None);
         };
-        let ns = d.namespace().unwrap_or_default();
         let Some(sel) = selector(&d) else {
             tracing::warn!(key, "invalid selector; not syncing");
             return Ok(None);
@@ -167,15 +169,14 @@ impl Ctx {
             return Ok(None);
         }
         let owned = self.claim(&d, &sel).await?;
-        let uids: HashSet<String> = owned
+        // The owned replica sets that still control a pod that has not terminated.
+        let live_pods: HashSet<String> = owned
             .iter()
             .filter_map(|r| r.metadata.uid.clone())
-            .collect();
-        let live_pods: HashSet<String> = runtime::in_namespace(&self.pods, &ns)
-            .iter()
-            .filter(|p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
-            .filter_map(|p| pods::controller_ref(&p.metadata).map(|r| r.uid.clone()))
-            .filter(|u| uids.contains(u))
+            .filter(|uid| {
+                self.pods_by_controller
+                    .any(uid, |p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
+            })
             .collect();
         let plan = rollout::plan(&d, owned, &live_pods, Timestamp::now());
         for action in plan.actions {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8rs_controller_runtime::{
-    self as runtime, Change, EventSink, Expectations, Queue, Requeue, SharedInformers, key_of,
-    lookup, slow_start,
+    self as runtime, Change, EventSink, Expectations, Index, Queue, Requeue, SharedInformers,
+    key_of, lookup, slow_start,
 };
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
@@ -46,6 +46,8 @@ struct Ctx<K: ReplicaKind> {
     client: kube::Client,
     owners: Store<K>,
     pods: Store<Pod>,
+    /// Pods by controller: a sync reads its own pods and the orphans, not the namespace.
+    pods_by_controller: Index<Pod>,
     queue: Queue<String>,
     expectations: Expectations,
     events: EventSink,
@@ -59,6 +61,7 @@ async fn run_kind<K: ReplicaKind>(
     let ctx = Arc::new(Ctx::<K> {
         owners: informers.store(),
         pods: informers.store(),
+        pods_by_controller: informers.by_controller(),
         queue: Queue::default(),
         expectations: Expectations::default(),
         events: EventSink::new(client.clone(), K::CONTROLLER),
@@ -209,8 +212,10 @@ impl<K: ReplicaKind> Ctx<K> {
         let may_manage = self.expectations.satisfied(key);
         tracing::debug!(key, may_manage, "syncing");
         let now = Timestamp::now();
-        let ns_pods = runtime::in_namespace(&self.pods, &view.namespace);
-        let plan = sync::plan(&view, &ns_pods, may_manage, now);
+        let candidates = self
+            .pods_by_controller
+            .claimable(&view.namespace, &view.uid);
+        let plan = sync::plan(&view, &candidates, may_manage, now);
         let (owned, claim_err) = self.apply_claim(&view, plan.claim).await;
         let mut failure = None;
         let mut result = claim_err.map_or(Ok(()), Err);

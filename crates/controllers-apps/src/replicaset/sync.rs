@@ -41,10 +41,11 @@ pub struct Plan {
     pub manage: Manage,
 }
 
-/// Claims the active pods of `namespace_pods` and, when `may_manage` (expectations satisfied),
+/// Claims the active pods among `candidates` (its own pods and the namespace's orphans; pods of other
+/// controllers are skipped anyway) and, when `may_manage` (expectations satisfied),
 /// decides how to reach the wanted count.
-pub fn plan(view: &View, namespace_pods: &[Arc<Pod>], may_manage: bool, now: Timestamp) -> Plan {
-    let claim = claim_pods(view, namespace_pods);
+pub fn plan(view: &View, candidates: &[Arc<Pod>], may_manage: bool, now: Timestamp) -> Plan {
+    let claim = claim_pods(view, candidates);
     let manage = if may_manage && !view.deleting {
         manage(view, &claim.owned, now)
     } else {
@@ -54,11 +55,8 @@ pub fn plan(view: &View, namespace_pods: &[Arc<Pod>], may_manage: bool, now: Tim
 }
 
 /// Upstream's `claimPods` over the active pods.
-pub fn claim_pods(view: &View, namespace_pods: &[Arc<Pod>]) -> Claim<Pod> {
-    let active = namespace_pods
-        .iter()
-        .filter(|p| pods::is_active(p))
-        .cloned();
+pub fn claim_pods(view: &View, candidates: &[Arc<Pod>]) -> Claim<Pod> {
+    let active = candidates.iter().filter(|p| pods::is_active(p)).cloned();
     pods::claim(
         &view.uid,
         view.deleting,

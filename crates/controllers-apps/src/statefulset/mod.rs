@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8rs_controller_runtime::{
-    self as runtime, Change, EventSink, Expectations, Queue, Requeue, SharedInformers, key_of,
-    lookup,
+    self as runtime, Change, EventSink, Expectations, Index, Queue, Requeue, SharedInformers,
+    key_of, lookup,
 };
 use k8rs_machinery::labels::Selector;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
@@ -40,6 +40,8 @@ struct Ctx {
     client: kube::Client,
     sets: Store<StatefulSet>,
     pods: Store<Pod>,
+    /// Pods by controller: a sync reads its own pods and the orphans, not the namespace.
+    pods_by_controller: Index<Pod>,
     claims: Store<PersistentVolumeClaim>,
     revisions: Store<ControllerRevision>,
     queue: Queue<String>,
@@ -53,6 +55,7 @@ pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Res
     let ctx = Arc::new(Ctx {
         sets: informers.store(),
         pods: informers.store(),
+        pods_by_controller: informers.by_controller(),
         claims: informers.store(),
         revisions: informers.store(),
         queue: Queue::default(),
@@ -337,7 +340,9 @@ impl Ctx {
         let ns = set.namespace().unwrap_or_default();
         let uid = set.metadata.uid.clone().unwrap_or_default();
         let deleting = set.metadata.deletion_timestamp.is_some();
-        let candidates = runtime::in_namespace(&self.pods, &ns)
+        let candidates = self
+            .pods_by_controller
+            .claimable(&ns, &uid)
             .into_iter()
             .filter(|p| pods::controller_ref(&p.metadata).is_some() || identity::is_member(set, p));
         let claim = pods::claim(&uid, deleting, |l| sel.matches(l), candidates);

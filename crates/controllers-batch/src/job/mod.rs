@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Error;
 use crate::clock::{self, SharedClock};
-use crate::runtime::{self, Queue, Requeue, SharedInformers};
+use crate::runtime::{self, Index, Queue, Requeue, SharedInformers};
 use expectations::{Expect, Expectations};
 use sync::{Backoff, Plan, Snapshot};
 
@@ -64,6 +64,8 @@ struct Ctx {
     client: kube::Client,
     jobs: Store<Job>,
     pods: Store<Pod>,
+    /// Pods by controller: a sync reads its own pods and the orphans, not the namespace.
+    pods_by_controller: Index<Pod>,
     expectations: Expectations,
     recorder: Recorder,
     config: JobConfig,
@@ -160,6 +162,7 @@ pub async fn run(
         client,
         jobs,
         pods,
+        pods_by_controller: informers.by_controller(),
         expectations: Expectations::default(),
         config,
     });
@@ -188,14 +191,10 @@ async fn sync_key(ctx: &Ctx, key: &str) -> Result<Requeue, Error> {
     if !ctx.expectations.satisfied(key, &job, cached_pod) {
         return Ok(Some(Duration::from_millis(50)));
     }
-    let in_namespace: Vec<Arc<Pod>> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(namespace))
-        .collect();
-    let in_namespace: Vec<&Pod> = in_namespace.iter().map(Arc::as_ref).collect();
-    let (owned, adopted) = claim_pods(ctx, key, &job, &in_namespace).await?;
+    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+    let candidates: Vec<Arc<Pod>> = ctx.pods_by_controller.claimable(namespace, uid);
+    let candidates: Vec<&Pod> = candidates.iter().map(Arc::as_ref).collect();
+    let (owned, adopted) = claim_pods(ctx, key, &job, &candidates).await?;
     let pods: Vec<&Pod> = owned.into_iter().chain(adopted.iter()).collect();
     let snap = Snapshot {
         job: &job,
@@ -217,10 +216,10 @@ async fn claim_pods<'a>(
     ctx: &Ctx,
     key: &str,
     job: &Job,
-    in_namespace: &[&'a Pod],
+    candidates: &[&'a Pod],
 ) -> Result<(Vec<&'a Pod>, Vec<Pod>), Error> {
     let selector = claim::selector(job).map_err(|err| Error::Invalid(key.to_string(), err))?;
-    let claims = claim::claim(job, &selector, in_namespace);
+    let claims = claim::claim(job, &selector, candidates);
     for pod in &claims.release {
         patch_claim(ctx, key, pod, &claim::release_patch(job, pod), "release").await?;
     }

@@ -7,7 +7,7 @@
 //! whose rate follows the zone's state, removed at once; NoSchedule taints follow the conditions
 //! and `spec.unschedulable`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -191,8 +191,8 @@ impl Monitor {
         pods: &[&Pod],
     ) -> Plan {
         let mut plan = Plan::default();
-        self.health
-            .retain(|n, _| nodes.iter().any(|node| name(node) == n));
+        let present: HashSet<&str> = nodes.iter().map(|node| name(node)).collect();
+        self.health.retain(|n, _| present.contains(n.as_str()));
         let mut ready: BTreeMap<String, Option<String>> = BTreeMap::new();
         let mut conds_now: HashMap<String, Vec<NodeCondition>> = HashMap::new();
         for node in nodes {
