@@ -27,6 +27,7 @@ mod events;
 mod expectations;
 mod index;
 mod queue;
+pub mod reduced;
 mod shared;
 
 pub use batch::slow_start;
@@ -96,9 +97,23 @@ pub async fn wait_synced(
     }
 }
 
+/// An informer stopped before its first list although no shutdown was asked (the API server
+/// went away for good): the controller cannot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotSynced;
+
+impl std::fmt::Display for NotSynced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("caches did not sync")
+    }
+}
+
+impl std::error::Error for NotSynced {}
+
 /// Waits until every store of `synced` has listed, then runs `workers` workers over `queue`
-/// (see [`run_workers`]) until `shutdown`, logging within a span named for `controller`. Returns
-/// false if shut down before the caches synced.
+/// (see [`run_workers`]) until `shutdown`, logging within a span named for `controller`. A
+/// shutdown before the caches synced is a clean stop; a store that stopped before it listed is
+/// [`NotSynced`].
 pub async fn run_synced<T, F, Fut, E>(
     controller: &'static str,
     synced: Vec<futures::future::BoxFuture<'static, bool>>,
@@ -106,7 +121,7 @@ pub async fn run_synced<T, F, Fut, E>(
     workers: usize,
     shutdown: CancellationToken,
     sync: F,
-) -> bool
+) -> Result<(), NotSynced>
 where
     T: Clone + Eq + std::hash::Hash + Send + Sync + Debug + 'static,
     F: Fn(T) -> Fut + Clone + Send + Sync + 'static,
@@ -114,13 +129,17 @@ where
     E: std::fmt::Display,
 {
     if !wait_synced(&shutdown, synced).await {
-        return false;
+        return if shutdown.is_cancelled() {
+            Ok(())
+        } else {
+            Err(NotSynced)
+        };
     }
     tracing::info!(controller, "caches synced; started");
     run_workers(queue, workers, shutdown, sync)
         .instrument(tracing::info_span!("controller", name = controller))
         .await;
-    true
+    Ok(())
 }
 
 /// How often [`ready`] polls a store's readiness again.

@@ -36,6 +36,9 @@ pub enum Error {
     /// Some of a sync's writes failed; the message says which (retryable).
     #[error("{0}")]
     Partial(String),
+    /// The watches never listed although the controller was not shut down.
+    #[error(transparent)]
+    CachesNotSynced(#[from] k8rs_controller_runtime::NotSynced),
 }
 
 impl Error {

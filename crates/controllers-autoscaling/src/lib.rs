@@ -29,9 +29,9 @@ pub enum Error {
     /// (retryable).
     #[error("{0}")]
     SyncFailed(String),
-    /// The watches never listed (the API server went away before they synced).
-    #[error("caches did not sync before shutdown")]
-    CachesNotSynced,
+    /// The watches never listed although the controller was not shut down.
+    #[error(transparent)]
+    CachesNotSynced(#[from] k8rs_controller_runtime::NotSynced),
 }
 
 impl Error {

@@ -41,7 +41,7 @@ pub enum Error {
     /// read failed): retried with backoff.
     #[error("can't adopt pods for Job {0}: {1}")]
     CannotAdopt(String, String),
-    /// The watches never listed (the API server went away before they synced).
-    #[error("caches did not sync before shutdown")]
-    CachesNotSynced,
+    /// The watches never listed although the controller was not shut down.
+    #[error(transparent)]
+    CachesNotSynced(#[from] k8rs_controller_runtime::NotSynced),
 }

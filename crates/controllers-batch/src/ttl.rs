@@ -16,6 +16,9 @@ use crate::clock::{self, SharedClock};
 use crate::job::sync::true_condition;
 use crate::runtime::{self, Queue, Requeue, SharedInformers};
 
+/// The controller's name in logs, as upstream's.
+pub const CONTROLLER_NAME: &str = "ttl-after-finished-controller";
+
 /// Settings, upstream's `--concurrent-ttl-after-finished-syncs`.
 #[derive(Clone, Debug)]
 pub struct TtlConfig {
@@ -100,23 +103,25 @@ pub async fn run(
             }
         })
     };
-    if !runtime::wait_synced(&shutdown, vec![runtime::ready(&jobs)]).await {
-        return if shutdown.is_cancelled() {
-            Ok(())
-        } else {
-            Err(Error::CachesNotSynced)
-        };
-    }
+    let stores = vec![runtime::ready(&jobs)];
     let ctx = Arc::new(Ctx {
         client,
         jobs,
         clock: config.clock,
     });
-    runtime::run_workers(queue, config.workers, shutdown, move |key: String| {
+    let sync = move |key: String| {
         let ctx = ctx.clone();
         async move { sync_key(&ctx, &key).await }
-    })
-    .await;
+    };
+    runtime::run_synced(
+        CONTROLLER_NAME,
+        stores,
+        queue,
+        config.workers,
+        shutdown,
+        sync,
+    )
+    .await?;
     Ok(())
 }
 

@@ -236,13 +236,6 @@ pub async fn run(
         runtime::ready(&nodes),
         runtime::ready(&slices),
     ];
-    if !runtime::wait_synced(&shutdown, waits).await {
-        return if shutdown.is_cancelled() {
-            Ok(())
-        } else {
-            Err(Error::CachesNotSynced)
-        };
-    }
     let reporter = Reporter {
         controller: MANAGED_BY.into(),
         instance: None,
@@ -258,11 +251,19 @@ pub async fn run(
         tracker: SliceTracker::default(),
         max_per_slice: config.max_endpoints_per_slice,
     });
-    runtime::run_workers(queue, config.workers, shutdown, move |key: String| {
+    let sync = move |key: String| {
         let ctx = ctx.clone();
         async move { sync_key(&ctx, &key).await }
-    })
-    .await;
+    };
+    runtime::run_synced(
+        "endpointslice",
+        waits,
+        queue,
+        config.workers,
+        shutdown,
+        sync,
+    )
+    .await?;
     Ok(())
 }
 

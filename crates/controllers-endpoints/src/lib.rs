@@ -37,7 +37,7 @@ pub enum Error {
     /// The informer cache has not seen our last write yet: retried shortly.
     #[error("informer cache for {0} is out of date")]
     StaleCache(String),
-    /// The watches never listed (the API server went away before they synced).
-    #[error("caches did not sync before shutdown")]
-    CachesNotSynced,
+    /// The watches never listed although the controller was not shut down.
+    #[error(transparent)]
+    CachesNotSynced(#[from] k8rs_controller_runtime::NotSynced),
 }

@@ -196,13 +196,6 @@ pub async fn run(
         runtime::ready(&endpoints),
         runtime::ready(&slices),
     ];
-    if !runtime::wait_synced(&shutdown, waits).await {
-        return if shutdown.is_cancelled() {
-            Ok(())
-        } else {
-            Err(Error::CachesNotSynced)
-        };
-    }
     let ctx = Arc::new(Ctx {
         client,
         services,
@@ -211,11 +204,19 @@ pub async fn run(
         tracker: SliceTracker::default(),
         max: config.max_endpoints_per_subset,
     });
-    runtime::run_workers(queue, config.workers, shutdown, move |key: String| {
+    let sync = move |key: String| {
         let ctx = ctx.clone();
         async move { sync_key(&ctx, &key).await }
-    })
-    .await;
+    };
+    runtime::run_synced(
+        "endpointslice-mirroring",
+        waits,
+        queue,
+        config.workers,
+        shutdown,
+        sync,
+    )
+    .await?;
     Ok(())
 }
 

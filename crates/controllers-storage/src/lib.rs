@@ -42,6 +42,6 @@ pub enum Error {
     #[error("informer cache does not hold {0} yet")]
     StaleCache(String),
     /// The watches never listed although the controller was not shut down.
-    #[error("caches did not sync")]
-    CachesNotSynced,
+    #[error(transparent)]
+    CachesNotSynced(#[from] k8rs_controller_runtime::NotSynced),
 }

@@ -318,13 +318,8 @@ pub async fn run(
         let ctx = ctx.clone();
         async move { sync_key(ctx, key).await.map(|()| None) }
     };
-    if runtime::run_synced(PROVISIONER, stores, queue, 1, shutdown.clone(), sync).await
-        || shutdown.is_cancelled()
-    {
-        Ok(())
-    } else {
-        Err(Error::CachesNotSynced)
-    }
+    runtime::run_synced(PROVISIONER, stores, queue, 1, shutdown, sync).await?;
+    Ok(())
 }
 
 async fn sync_key(ctx: Arc<Ctx>, key: Key) -> Result<(), Error> {

@@ -326,7 +326,10 @@ pub async fn run(
     let csrs_api: Api<CertificateSigningRequest> = Api::all(informers.client().clone());
     let (csrs, csr_changes) = informers.changes::<CertificateSigningRequest>();
     let (nodes, node_changes) = informers.changes::<Node>();
-    let ready = vec![informer::listed(&csrs), informer::listed(&nodes)];
+    let ready = vec![
+        k8rs_controller_runtime::ready(&csrs),
+        k8rs_controller_runtime::ready(&nodes),
+    ];
     let resync = Duration::from_secs(300);
     informer::run_loop(
         vec![csr_changes, node_changes],

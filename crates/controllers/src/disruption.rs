@@ -355,12 +355,12 @@ pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Res
     let (stss, c5) = informers.changes::<StatefulSet>();
     let (rcs, c6) = informers.changes::<ReplicationController>();
     let ready = vec![
-        informer::listed(&pdbs),
-        informer::listed(&pods),
-        informer::listed(&rss),
-        informer::listed(&deps),
-        informer::listed(&stss),
-        informer::listed(&rcs),
+        k8rs_controller_runtime::ready(&pdbs),
+        k8rs_controller_runtime::ready(&pods),
+        k8rs_controller_runtime::ready(&rss),
+        k8rs_controller_runtime::ready(&deps),
+        k8rs_controller_runtime::ready(&stss),
+        k8rs_controller_runtime::ready(&rcs),
     ];
     let reporter = Reporter {
         controller: "controllermanager".into(),

@@ -4,7 +4,6 @@
 //! [`SharedInformers::changes`] (or [`selected`] for a field-selected subset).
 
 use std::future::Future;
-use std::hash::Hash;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -58,10 +57,11 @@ pub enum Next {
 }
 
 /// Runs `sync` whenever `changes` report a change, as `sync` asks, and every `resync`, until
-/// `shutdown`; the first sync waits for `ready` (every store listed, see [`listed`]).
+/// `shutdown`; the first sync waits for `ready` (every store listed, see
+/// [`k8rs_controller_runtime::ready`]).
 pub async fn run_loop<F, Fut>(
     changes: Vec<BoxStream<'static, ()>>,
-    ready: Vec<BoxFuture<'static, ()>>,
+    ready: Vec<BoxFuture<'static, bool>>,
     resync: Duration,
     shutdown: CancellationToken,
     mut sync: F,
@@ -105,33 +105,4 @@ pub async fn run_loop<F, Fut>(
             }
         }
     }
-}
-
-/// How often a wait for a store's first list looks again.
-const READY_POLL: Duration = Duration::from_millis(100);
-
-/// Waits until `store` has listed once. `Store::wait_until_ready` keeps the waker of only the
-/// last task that polled it (and `SharedInformers::subscribe` polls it with a no-op waker), so
-/// on a store shared by several controllers a plain wait can miss its wake-up: look again every
-/// [`READY_POLL`].
-pub async fn wait_listed<K>(store: &Store<K>)
-where
-    K: kube::Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: Eq + Hash + Clone + Send + Sync,
-{
-    // Ready, or an error: the informer stopped (shutdown) and there is nothing to wait for.
-    while tokio::time::timeout(READY_POLL, store.wait_until_ready())
-        .await
-        .is_err()
-    {}
-}
-
-/// A future that ends once `store` has listed (see [`wait_listed`]).
-pub fn listed<K>(store: &Store<K>) -> BoxFuture<'static, ()>
-where
-    K: kube::Resource + Clone + Send + Sync + 'static,
-    K::DynamicType: Eq + Hash + Clone + Send + Sync,
-{
-    let store = store.clone();
-    Box::pin(async move { wait_listed(&store).await })
 }

@@ -167,7 +167,10 @@ pub async fn run(
     let client = informers.client().clone();
     let (nodes, node_changes) = informers.changes::<Node>();
     let (pods, pod_changes) = informers.changes::<Pod>();
-    let ready = vec![informer::listed(&nodes), informer::listed(&pods)];
+    let ready = vec![
+        k8rs_controller_runtime::ready(&nodes),
+        k8rs_controller_runtime::ready(&pods),
+    ];
     let mut gc = PodGc::default();
     let period = config.gc_check_period;
     informer::run_loop(

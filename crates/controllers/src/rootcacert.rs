@@ -121,7 +121,10 @@ pub async fn run(
     let (namespaces, ns_changes) = informers.changes::<Namespace>();
     let by_name = watcher::Config::default().fields(&format!("metadata.name={CONFIGMAP}"));
     let (maps, cm_changes) = informer::selected::<ConfigMap>(&informers, by_name);
-    let ready = vec![informer::listed(&namespaces), informer::listed(&maps)];
+    let ready = vec![
+        k8rs_controller_runtime::ready(&namespaces),
+        k8rs_controller_runtime::ready(&maps),
+    ];
     let ca = config.ca_pem;
     informer::run_loop(
         vec![ns_changes, cm_changes],

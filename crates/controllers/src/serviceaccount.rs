@@ -43,7 +43,10 @@ pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Res
     let (namespaces, ns_changes) = informers.changes::<Namespace>();
     let by_name = watcher::Config::default().fields(&format!("metadata.name={DEFAULT_ACCOUNT}"));
     let (accounts, sa_changes) = informer::selected::<ServiceAccount>(&informers, by_name);
-    let ready = vec![informer::listed(&namespaces), informer::listed(&accounts)];
+    let ready = vec![
+        k8rs_controller_runtime::ready(&namespaces),
+        k8rs_controller_runtime::ready(&accounts),
+    ];
     informer::run_loop(
         vec![ns_changes, sa_changes],
         ready,

@@ -114,7 +114,10 @@ pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Res
     let client = informers.client().clone();
     let (services, svc_changes) = informers.changes::<Service>();
     let (nodes, node_changes) = informers.changes::<Node>();
-    let ready = vec![informer::listed(&services), informer::listed(&nodes)];
+    let ready = vec![
+        k8rs_controller_runtime::ready(&services),
+        k8rs_controller_runtime::ready(&nodes),
+    ];
     informer::run_loop(
         vec![svc_changes, node_changes],
         ready,

@@ -2,14 +2,14 @@
 //! recomputes the model and applies the difference to the table; the first sync after start,
 //! after a failure and every `resync_period` is a full in-place repair.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use k8rs_controller_runtime::reduced::{Reduced, forward, sleep_until};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -42,109 +42,33 @@ pub async fn run(
         ),
         tx.clone(),
         |e| Update::Policy(Box::new(e)),
+        "netpol policy",
         &shutdown,
     );
     forward(
         watcher(Api::<Pod>::all(client.clone()), Default::default()),
         tx.clone(),
         |e| Update::Pod(Box::new(e)),
+        "netpol pod",
         &shutdown,
     );
     forward(
         watcher(Api::<Namespace>::all(client), Default::default()),
         tx,
         |e| Update::Namespace(Box::new(e)),
+        "netpol namespace",
         &shutdown,
     );
     let mut enforcer = Enforcer::new(config);
     enforcer.run(rx, shutdown).await
 }
 
-fn forward<K, S>(
-    stream: S,
-    tx: mpsc::UnboundedSender<Update>,
-    wrap: fn(watcher::Event<K>) -> Update,
-    shutdown: &CancellationToken,
-) where
-    K: Send + 'static,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-{
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream.default_backoff());
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                next = stream.next() => next,
-            };
-            match next {
-                Some(Ok(event)) => {
-                    if tx.send(wrap(event)).is_err() {
-                        return;
-                    }
-                }
-                Some(Err(err)) => tracing::warn!(%err, "netpol watch failed; retrying"),
-                None => return,
-            }
-        }
-    });
-}
-
-type Key = (String, String);
-
-/// One kind of watched object, reduced to what the model needs, with the initial-list buffer.
-struct Store<V> {
-    objects: HashMap<Key, V>,
-    buffer: Option<HashMap<Key, V>>,
-    synced: bool,
-}
-
-impl<V> Store<V> {
-    fn new() -> Store<V> {
-        Store {
-            objects: HashMap::new(),
-            buffer: None,
-            synced: false,
-        }
-    }
-
-    /// Applies `event`, with `reduce` (None: the object does not count, as if deleted).
-    fn apply<K: Resource>(&mut self, event: watcher::Event<K>, reduce: impl Fn(&K) -> Option<V>) {
-        let key = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
-        match event {
-            watcher::Event::Apply(obj) => match reduce(&obj) {
-                Some(v) => {
-                    self.objects.insert(key(&obj), v);
-                }
-                None => {
-                    self.objects.remove(&key(&obj));
-                }
-            },
-            watcher::Event::Delete(obj) => {
-                self.objects.remove(&key(&obj));
-            }
-            watcher::Event::Init => self.buffer = Some(HashMap::new()),
-            watcher::Event::InitApply(obj) => {
-                if let Some(v) = reduce(&obj) {
-                    self.buffer
-                        .get_or_insert_with(HashMap::new)
-                        .insert(key(&obj), v);
-                }
-            }
-            watcher::Event::InitDone => {
-                self.objects = self.buffer.take().unwrap_or_default();
-                self.synced = true;
-            }
-        }
-    }
-}
-
 struct Enforcer {
     config: NetpolConfig,
     dataplane: Dataplane,
-    policies: Store<NetworkPolicy>,
-    pods: Store<PodInfo>,
-    namespaces: Store<BTreeMap<String, String>>,
+    policies: Reduced<NetworkPolicy>,
+    pods: Reduced<PodInfo>,
+    namespaces: Reduced<BTreeMap<String, String>>,
     applied: Option<Desired>,
     last_full: Option<Instant>,
     dirty: bool,
@@ -155,9 +79,9 @@ impl Enforcer {
         Enforcer {
             dataplane: Dataplane::new(&config.nft_command),
             config,
-            policies: Store::new(),
-            pods: Store::new(),
-            namespaces: Store::new(),
+            policies: Reduced::default(),
+            pods: Reduced::default(),
+            namespaces: Reduced::default(),
             applied: None,
             last_full: None,
             dirty: true,
@@ -200,7 +124,7 @@ impl Enforcer {
     }
 
     fn next_sync(&self, retry_at: Option<Instant>) -> Option<Instant> {
-        if !(self.policies.synced && self.pods.synced && self.namespaces.synced) {
+        if !(self.policies.synced() && self.pods.synced() && self.namespaces.synced()) {
             return None;
         }
         if let Some(at) = retry_at {
@@ -214,23 +138,28 @@ impl Enforcer {
 
     fn on_update(&mut self, update: Update) {
         match update {
-            Update::Policy(e) => self.policies.apply(*e, |p| Some(p.clone())),
-            Update::Pod(e) => self.pods.apply(*e, PodInfo::from_pod),
-            Update::Namespace(e) => self
-                .namespaces
-                .apply(*e, |n| namespace_labels(n).map(|(_, l)| l)),
+            Update::Policy(e) => {
+                self.policies.apply(*e, |p| Some(p.clone()));
+            }
+            Update::Pod(e) => {
+                self.pods.apply(*e, PodInfo::from_pod);
+            }
+            Update::Namespace(e) => {
+                self.namespaces
+                    .apply(*e, |n| namespace_labels(n).map(|(_, l)| l));
+            }
         }
         self.dirty = true;
     }
 
     fn snapshot(&self) -> Snapshot {
-        let mut policies: Vec<NetworkPolicy> = self.policies.objects.values().cloned().collect();
+        let mut policies: Vec<NetworkPolicy> = self.policies.objects().values().cloned().collect();
         policies.sort_by_key(|p| (p.namespace(), p.name_any()));
-        let mut pods: Vec<PodInfo> = self.pods.objects.values().cloned().collect();
+        let mut pods: Vec<PodInfo> = self.pods.objects().values().cloned().collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let namespaces = self
             .namespaces
-            .objects
+            .objects()
             .iter()
             .map(|((_, name), labels)| (name.clone(), labels.clone()))
             .collect();
@@ -276,11 +205,4 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || call(&dataplane))
         .await
         .map_err(|err| Error::NftFailed(format!("nft task failed: {err}")))?
-}
-
-async fn sleep_until(due: Option<Instant>) {
-    match due {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
 }

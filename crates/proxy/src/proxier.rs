@@ -9,11 +9,11 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use k8rs_controller_runtime::reduced::{Reduced, forward, sleep_until};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -67,109 +67,33 @@ pub async fn run(
         watcher(pod_api, pod_cfg),
         tx.clone(),
         |e| Update::Pod(Box::new(e)),
+        "proxy pods",
         &shutdown,
     );
     forward(
         watcher(svc_api, watcher::Config::default()),
         tx.clone(),
         |e| Update::Service(Box::new(e)),
+        "proxy services",
         &shutdown,
     );
     forward(
         watcher(slice_api, watcher::Config::default()),
         tx.clone(),
         |e| Update::Slice(Box::new(e)),
+        "proxy slices",
         &shutdown,
     );
     forward(
         watcher(node_api, node_cfg),
         tx,
         |e| Update::Node(Box::new(e)),
+        "proxy nodes",
         &shutdown,
     );
     let mut proxier = Proxier::new(config, health);
     proxier.run(rx, shutdown).await;
     Ok(())
-}
-
-fn forward<K, S>(
-    stream: S,
-    tx: mpsc::UnboundedSender<Update>,
-    wrap: fn(watcher::Event<K>) -> Update,
-    shutdown: &CancellationToken,
-) where
-    K: Send + 'static,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-{
-    let shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream.default_backoff());
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                next = stream.next() => next,
-            };
-            match next {
-                Some(Ok(event)) => {
-                    if tx.send(wrap(event)).is_err() {
-                        return;
-                    }
-                }
-                Some(Err(err)) => tracing::warn!(%err, "proxy watch failed; retrying"),
-                None => return,
-            }
-        }
-    });
-}
-
-/// One kind of watched object, keyed by (namespace, name), with the initial-list buffer.
-struct Store<K> {
-    objects: HashMap<(String, String), K>,
-    buffer: Option<HashMap<(String, String), K>>,
-    synced: bool,
-}
-
-impl<K: Resource + Clone> Store<K> {
-    fn new() -> Store<K> {
-        Store {
-            objects: HashMap::new(),
-            buffer: None,
-            synced: false,
-        }
-    }
-
-    /// Applies `event`; returns the objects whose state may have changed (old and new).
-    fn apply(&mut self, event: watcher::Event<K>) -> Vec<K> {
-        let key = |o: &K| (o.namespace().unwrap_or_default(), o.name_any());
-        match event {
-            watcher::Event::Apply(obj) => {
-                let old = self.objects.insert(key(&obj), obj.clone());
-                old.into_iter().chain([obj]).collect()
-            }
-            watcher::Event::Delete(obj) => {
-                let old = self.objects.remove(&key(&obj));
-                old.into_iter().chain([obj]).collect()
-            }
-            watcher::Event::Init => {
-                self.buffer = Some(HashMap::new());
-                Vec::new()
-            }
-            watcher::Event::InitApply(obj) => {
-                self.buffer
-                    .get_or_insert_with(HashMap::new)
-                    .insert(key(&obj), obj);
-                Vec::new()
-            }
-            watcher::Event::InitDone => {
-                let new = self.buffer.take().unwrap_or_default();
-                let old = std::mem::replace(&mut self.objects, new);
-                self.synced = true;
-                old.into_values()
-                    .chain(self.objects.values().cloned())
-                    .collect()
-            }
-        }
-    }
 }
 
 /// What the last successful sync used for one Service port, for conntrack and health.
@@ -185,10 +109,10 @@ struct Proxier {
     ctx: RenderContext,
     health: Arc<HealthState>,
     service_health: ServiceHealthServers,
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
-    nodes: Store<Node>,
-    pods: Store<Pod>,
+    services: Reduced<Service>,
+    slices: Reduced<EndpointSlice>,
+    nodes: Reduced<Node>,
+    pods: Reduced<Pod>,
     /// The hostPorts in the table, by pod.
     host_ports: HashMap<PodName, Vec<HostPort>>,
     dirty_pods: BTreeSet<PodName>,
@@ -216,10 +140,10 @@ impl Proxier {
             config,
             dataplane,
             health,
-            services: Store::new(),
-            slices: Store::new(),
-            nodes: Store::new(),
-            pods: Store::new(),
+            services: Reduced::default(),
+            slices: Reduced::default(),
+            nodes: Reduced::default(),
+            pods: Reduced::default(),
             host_ports: HashMap::new(),
             dirty_pods: BTreeSet::new(),
             localnet: HashSet::new(),
@@ -258,7 +182,7 @@ impl Proxier {
 
     /// When the next sync should run, if one is due at all.
     fn next_sync(&self, retry_at: Option<Instant>) -> Option<Instant> {
-        if !(self.services.synced && self.slices.synced) {
+        if !(self.services.synced() && self.slices.synced()) {
             return None;
         }
         let earliest = self
@@ -278,7 +202,7 @@ impl Proxier {
     fn on_update(&mut self, update: Update) {
         match update {
             Update::Service(event) => {
-                for svc in self.services.apply(*event) {
+                for svc in self.services.apply(*event, whole) {
                     if let Some(name) = svc.metadata.name.clone() {
                         let namespace = svc.metadata.namespace.clone().unwrap_or_default();
                         self.dirty.insert(ServiceName { namespace, name });
@@ -286,21 +210,21 @@ impl Proxier {
                 }
             }
             Update::Slice(event) => {
-                for slice in self.slices.apply(*event) {
+                for slice in self.slices.apply(*event, whole) {
                     self.index_slice(&slice);
                 }
             }
             Update::Node(event) => {
-                self.nodes.apply(*event);
+                self.nodes.apply(*event, whole);
                 let deleting = self
                     .nodes
-                    .objects
+                    .objects()
                     .values()
                     .any(|n| n.metadata.deletion_timestamp.is_some());
                 self.health.set_node_deleting(deleting);
             }
             Update::Pod(event) => {
-                for pod in self.pods.apply(*event) {
+                for pod in self.pods.apply(*event, whole) {
                     self.dirty_pods.insert(PodName {
                         namespace: pod.namespace().unwrap_or_default(),
                         name: pod.name_any(),
@@ -318,14 +242,14 @@ impl Proxier {
             slice.metadata.namespace.clone().unwrap_or_default(),
             slice.metadata.name.clone().unwrap_or_default(),
         );
-        let present = self.slices.objects.contains_key(&key);
+        let present = self.slices.objects().contains_key(&key);
         // Drop the old index entry (its service label may have changed), then re-add.
         for (svc, keys) in self.slices_by_service.iter_mut() {
             if keys.remove(&key) {
                 self.dirty.insert(svc.clone());
             }
         }
-        let current = self.slices.objects.get(&key).and_then(slice_service);
+        let current = self.slices.objects().get(&key).and_then(slice_service);
         if let (true, Some(svc)) = (present, current) {
             self.slices_by_service
                 .entry(svc.clone())
@@ -342,7 +266,7 @@ impl Proxier {
     /// The Service ports of `name` with their endpoints, from the caches.
     fn desired(&self, name: &ServiceName) -> Vec<(ServicePortInfo, Vec<Endpoint>)> {
         let key = (name.namespace.clone(), name.name.clone());
-        let Some(svc) = self.services.objects.get(&key) else {
+        let Some(svc) = self.services.objects().get(&key) else {
             return Vec::new();
         };
         let slices = self
@@ -350,7 +274,7 @@ impl Proxier {
             .get(name)
             .into_iter()
             .flatten()
-            .filter_map(|k| self.slices.objects.get(k));
+            .filter_map(|k| self.slices.objects().get(k));
         let mut endpoints = slice_endpoints(slices, &self.config.node_name);
         service_ports(svc)
             .into_iter()
@@ -455,7 +379,7 @@ impl Proxier {
             let key = (name.namespace.clone(), name.name.clone());
             let ports = self
                 .pods
-                .objects
+                .objects()
                 .get(&key)
                 .map(pod_host_ports)
                 .unwrap_or_default();
@@ -572,9 +496,7 @@ impl Proxier {
     }
 }
 
-async fn sleep_until(due: Option<Instant>) {
-    match due {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
+/// Keeps a watched object whole.
+fn whole<K: Clone>(obj: &K) -> Option<K> {
+    Some(obj.clone())
 }

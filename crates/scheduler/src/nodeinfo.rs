@@ -76,6 +76,9 @@ pub struct NodeInfo {
     /// `spec.unschedulable` (cordoned), kept here because Filter reads it for every node and
     /// the Node object is a cold cache line away.
     unschedulable: bool,
+    /// Whether the node has any taint: lets TaintToleration pass an untainted node without
+    /// following the pointer to the Node object (a cache miss per node at 5,000 nodes).
+    tainted: bool,
 }
 
 impl NodeInfo {
@@ -93,6 +96,7 @@ impl NodeInfo {
             allocatable: Resource::default(),
             images: Arc::default(),
             unschedulable: false,
+            tainted: false,
         }
     }
 
@@ -111,6 +115,11 @@ impl NodeInfo {
             .as_ref()
             .and_then(|s| s.unschedulable)
             .unwrap_or(false);
+        self.tainted = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|t| !t.is_empty());
         let images: Vec<String> = node
             .status
             .as_ref()
@@ -129,6 +138,7 @@ impl NodeInfo {
     pub fn clear_node(&mut self) {
         self.node = None;
         self.unschedulable = false;
+        self.tainted = false;
     }
 
     /// Whether the node is cordoned (`spec.unschedulable`).
@@ -156,6 +166,9 @@ impl NodeInfo {
 
     /// The node's taints.
     pub fn taints(&self) -> &[Taint] {
+        if !self.tainted {
+            return &[];
+        }
         self.node
             .as_ref()
             .and_then(|n| n.spec.as_ref())

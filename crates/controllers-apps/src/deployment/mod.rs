@@ -79,7 +79,7 @@ pub async fn run(informers: SharedInformers, shutdown: CancellationToken) -> Res
         shutdown,
         sync,
     )
-    .await;
+    .await?;
     Ok(())
 }
 

@@ -85,7 +85,7 @@ async fn run_kind<K: ReplicaKind>(
         shutdown,
         sync,
     )
-    .await;
+    .await?;
     Ok(())
 }
 

@@ -128,18 +128,7 @@ pub async fn run(
         })
     };
     let pods = informers.store::<Pod>();
-    let synced = runtime::wait_synced(
-        &shutdown,
-        vec![runtime::ready(&hpas), runtime::ready(&pods)],
-    )
-    .await;
-    if !synced {
-        return if shutdown.is_cancelled() {
-            Ok(())
-        } else {
-            Err(Error::CachesNotSynced)
-        };
-    }
+    let stores = vec![runtime::ready(&hpas), runtime::ready(&pods)];
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: None,
@@ -154,11 +143,12 @@ pub async fn run(
         queue: queue.clone(),
         resyncs: Resyncs::default(),
     });
-    runtime::run_workers(queue, config.workers, shutdown, move |key: String| {
+    let sync = move |key: String| {
         let ctx = ctx.clone();
         async move { sync_key(&ctx, &key).await }
-    })
-    .await;
+    };
+    let workers = config.workers;
+    runtime::run_synced(CONTROLLER_NAME, stores, queue, workers, shutdown, sync).await?;
     Ok(())
 }
 

@@ -91,18 +91,7 @@ pub async fn run(
             }
         })
     };
-    let synced = runtime::wait_synced(
-        &shutdown,
-        vec![runtime::ready(&cronjobs), runtime::ready(&jobs)],
-    )
-    .await;
-    if !synced {
-        return if shutdown.is_cancelled() {
-            Ok(())
-        } else {
-            Err(Error::CachesNotSynced)
-        };
-    }
+    let stores = vec![runtime::ready(&cronjobs), runtime::ready(&jobs)];
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: None,
@@ -115,11 +104,11 @@ pub async fn run(
         jobs,
         config,
     });
-    runtime::run_workers(queue, workers, shutdown, move |key: String| {
+    let sync = move |key: String| {
         let ctx = ctx.clone();
         async move { sync_key(&ctx, &key).await }
-    })
-    .await;
+    };
+    runtime::run_synced(CONTROLLER_NAME, stores, queue, workers, shutdown, sync).await?;
     Ok(())
 }
 

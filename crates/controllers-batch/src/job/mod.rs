@@ -140,18 +140,7 @@ pub async fn run(
             }
         })
     };
-    let synced = runtime::wait_synced(
-        &shutdown,
-        vec![runtime::ready(&jobs), runtime::ready(&pods)],
-    )
-    .await;
-    if !synced {
-        return if shutdown.is_cancelled() {
-            Ok(())
-        } else {
-            Err(Error::CachesNotSynced)
-        };
-    }
+    let stores = vec![runtime::ready(&jobs), runtime::ready(&pods)];
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: None,
@@ -166,11 +155,11 @@ pub async fn run(
         expectations: Expectations::default(),
         config,
     });
-    runtime::run_workers(queue, workers, shutdown, move |key: String| {
+    let sync = move |key: String| {
         let ctx = ctx.clone();
         async move { sync_key(&ctx, &key).await }
-    })
-    .await;
+    };
+    runtime::run_synced(CONTROLLER_NAME, stores, queue, workers, shutdown, sync).await?;
     Ok(())
 }
 

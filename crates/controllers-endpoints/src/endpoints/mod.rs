@@ -96,7 +96,7 @@ pub async fn run(
         return if shutdown.is_cancelled() {
             Ok(())
         } else {
-            Err(Error::CachesNotSynced)
+            Err(runtime::NotSynced.into())
         };
     }
     // Upstream's `checkLeftoverEndpoints`: Endpoints whose Service is gone are deleted.

@@ -65,7 +65,7 @@ struct Ctx {
 /// Runs the binder until `shutdown`.
 ///
 /// # Errors
-/// [`Error::CachesNotSynced`] when shut down before the caches listed.
+/// [`Error::CachesNotSynced`] when a cache stopped before it listed.
 pub async fn run(
     informers: SharedInformers,
     config: PvBinderConfig,
@@ -115,13 +115,8 @@ pub async fn run(
         let ctx = ctx.clone();
         async move { sync_key(ctx, key).await.map(|()| None) }
     };
-    if runtime::run_synced(CONTROLLER_NAME, stores, queue, 1, shutdown.clone(), sync).await
-        || shutdown.is_cancelled()
-    {
-        Ok(())
-    } else {
-        Err(Error::CachesNotSynced)
-    }
+    runtime::run_synced(CONTROLLER_NAME, stores, queue, 1, shutdown, sync).await?;
+    Ok(())
 }
 
 fn all_keys(claims: &Store<PersistentVolumeClaim>, volumes: &Store<PersistentVolume>) -> Vec<Key> {

@@ -164,7 +164,7 @@ impl Controller {
     ) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = crate::informer::wait_listed(&self.store) => {}
+            _ = k8rs_controller_runtime::ready(&self.store) => {}
         }
         let actions = self.listed();
         for action in actions {

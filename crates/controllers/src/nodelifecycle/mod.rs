@@ -102,9 +102,9 @@ pub async fn run(
     let (leases, lease_changes) = informers.changes::<Lease>();
     let (pods, pod_changes) = informers.changes::<Pod>();
     let ready = vec![
-        informer::listed(&nodes),
-        informer::listed(&leases),
-        informer::listed(&pods),
+        k8rs_controller_runtime::ready(&nodes),
+        k8rs_controller_runtime::ready(&leases),
+        k8rs_controller_runtime::ready(&pods),
     ];
     let shell = Shell::new(client);
     let mut monitor = Monitor::new(config);

@@ -63,10 +63,10 @@ pub async fn run(
     let (services, c3) = informers.changes::<Service>();
     let (claims, c4) = informers.changes::<PersistentVolumeClaim>();
     let ready = vec![
-        informer::listed(&quotas),
-        informer::listed(&pods),
-        informer::listed(&services),
-        informer::listed(&claims),
+        k8rs_controller_runtime::ready(&quotas),
+        k8rs_controller_runtime::ready(&pods),
+        k8rs_controller_runtime::ready(&services),
+        k8rs_controller_runtime::ready(&claims),
     ];
     let (tx, rx) = futures::channel::mpsc::unbounded();
     let counted = CountWatches::new(client.clone(), tx, shutdown.child_token());

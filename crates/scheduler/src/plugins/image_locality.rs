@@ -18,7 +18,9 @@ const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 
 /// The ImageLocality plugin. Its PreScore weighs the pod's images once per cycle (size times
 /// spread, which do not depend on the node), so that Score only checks which of them a node
-/// has, and touches no node at all when no node has any of them.
+/// has. When that cannot tell nodes apart (every node has all of them, or even all of them
+/// together stay below the 23 MB threshold, as a pause image does) every node gets the same
+/// score without being looked at.
 #[derive(Debug, Default)]
 pub struct ImageLocality;
 
@@ -29,6 +31,8 @@ struct PreScoreState {
     /// The pod's images that some node has, with their scaled sizes.
     weighted: Vec<(String, i64)>,
     containers: i64,
+    /// The score of every node, when it is the same for all.
+    uniform: Option<i64>,
 }
 
 /// Upstream's `normalizedImageName`: a name without a tag gets `:latest`.
@@ -118,11 +122,20 @@ impl PreScorePlugin for ImageLocality {
     ) -> Status {
         let (images, containers) = pod_images(pod);
         let weighted = weights(&images, snapshot);
+        let most: i64 = weighted.iter().map(|(_, w)| w).sum();
+        let everywhere = images.iter().all(|i| {
+            snapshot
+                .image(i)
+                .is_some_and(|s| s.num_nodes >= snapshot.len())
+        });
+        let uniform =
+            (most <= MIN_THRESHOLD || everywhere).then(|| calculate_priority(most, containers));
         state.write(
             PRE_SCORE_KEY,
             PreScoreState {
                 weighted,
                 containers,
+                uniform,
             },
         );
         Status::success()
@@ -134,8 +147,8 @@ impl ScorePlugin for ImageLocality {
         let Some(s) = state.read::<PreScoreState>(PRE_SCORE_KEY) else {
             return Ok(0);
         };
-        if s.weighted.is_empty() {
-            return Ok(calculate_priority(0, s.containers));
+        if let Some(score) = s.uniform {
+            return Ok(score);
         }
         Ok(score_weighted(&s.weighted, s.containers, node))
     }
@@ -178,5 +191,37 @@ mod tests {
             .collect();
         // 500MB spread over half the nodes: 250MB -> 100 * (250-23) / (1000-23) = 23.
         assert_eq!(scores, [23, 23, 0, 0]);
+    }
+
+    #[test]
+    fn scores_that_cannot_differ_skip_the_nodes() {
+        let big = 500 * MB;
+        let everywhere = Snapshot::from_nodes([
+            NodeBuilder::new("a").image(&["app:v1"], big).info(),
+            NodeBuilder::new("b").image(&["app:v1"], big).info(),
+        ]);
+        let small = Snapshot::from_nodes([
+            NodeBuilder::new("a").image(&["pause:3.10"], MB).info(),
+            NodeBuilder::new("b").info(),
+        ]);
+        let elsewhere = NodeBuilder::new("c").info();
+        for (snapshot, image, want) in [(everywhere, "app:v1", 48), (small, "pause:3.10", 0)] {
+            let mut state = CycleState::new();
+            let pod = PodBuilder::new("p").image(image).info();
+            ImageLocality.pre_score(&mut state, &pod, &[], &snapshot);
+            let uniform = state
+                .read::<PreScoreState>(PRE_SCORE_KEY)
+                .and_then(|s| s.uniform);
+            assert_eq!(uniform, Some(want), "{image}");
+            // The same score a node-by-node check gives.
+            for node in snapshot.iter() {
+                let (images, containers) = pod_images(&pod);
+                assert_eq!(image_score(&images, containers, node, &snapshot), want);
+            }
+            assert_eq!(
+                ImageLocality.score(&state, &pod, &elsewhere).ok(),
+                Some(want)
+            );
+        }
     }
 }
