@@ -66,7 +66,13 @@ impl<K: Watched> Index<K> {
     /// may claim (those it controls and the namespace's orphans), as upstream's controllers
     /// read them before claiming.
     pub fn claimable(&self, ns: &str, uid: &str) -> Vec<Arc<K>> {
-        self.get_any([uid, orphan_key(ns).as_str()])
+        // An object has one key in this index, so the two buckets are disjoint.
+        let buckets = self.data.read();
+        [uid, orphan_key(ns).as_str()]
+            .into_iter()
+            .filter_map(|key| buckets.get(key))
+            .flat_map(|bucket| bucket.values().cloned())
+            .collect()
     }
 
     pub(crate) fn new(data: Arc<IndexData<K>>) -> Self {

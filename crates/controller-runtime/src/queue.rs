@@ -25,6 +25,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1000);
 /// while it is processed) or a worker forever.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// After a sync that kept its worker busy (computing, not waiting) for `b`, its key is not
+/// handed out again for `b` times this; changes meanwhile coalesce into one more sync. An
+/// object whose sync walks 30,000 pods and whose pods change all the time would otherwise be
+/// synced back to back and keep a core busy by itself; with this it takes at most a quarter of
+/// one. Cheap syncs (see [`COOLDOWN_FROM`]) are not held back.
+pub const COOLDOWN_FACTOR: u32 = 3;
+/// Syncs busy for less than this are handed out again at once.
+pub const COOLDOWN_FROM: Duration = Duration::from_millis(1);
+
 struct QueueState<T> {
     queue: VecDeque<T>,
     dirty: HashSet<T>,
@@ -139,6 +148,18 @@ impl<T: Clone + Eq + Hash + Send + 'static> Queue<T> {
         }
     }
 
+    /// As [`Queue::done`], `delay` from now (the key stays processing until then).
+    pub fn done_after(&self, key: T, delay: Duration) {
+        if delay.is_zero() {
+            return self.done(&key);
+        }
+        let queue = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.done(&key);
+        });
+    }
+
     /// How many keys wait to be handed out.
     pub fn len(&self) -> usize {
         self.lock().queue.len()
@@ -192,10 +213,18 @@ where
             _ = shutdown.cancelled() => return,
             key = queue.next() => key,
         };
-        let guarded = AssertUnwindSafe(sync(key.clone())).catch_unwind();
+        let mut guarded = std::pin::pin!(AssertUnwindSafe(sync(key.clone())).catch_unwind());
+        // The time spent inside the sync's polls: what it cost the worker, without its waits.
+        let mut busy = Duration::ZERO;
+        let timed = std::future::poll_fn(|cx| {
+            let started = std::time::Instant::now();
+            let poll = guarded.as_mut().poll(cx);
+            busy += started.elapsed();
+            poll
+        });
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            outcome = tokio::time::timeout(SYNC_TIMEOUT, guarded) => outcome,
+            outcome = tokio::time::timeout(SYNC_TIMEOUT, timed) => outcome,
         };
         match outcome {
             Ok(Ok(Ok(requeue))) => {
@@ -217,7 +246,11 @@ where
                 queue.add_rate_limited(key.clone());
             }
         }
-        queue.done(&key);
+        if busy < COOLDOWN_FROM {
+            queue.done(&key);
+        } else {
+            queue.done_after(key, busy.saturating_mul(COOLDOWN_FACTOR));
+        }
     }
 }
 
@@ -262,6 +295,61 @@ mod tests {
         assert!(q.is_empty());
         q.done(&first);
         assert_eq!(q.next().await, "a");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_costly_sync_holds_its_key_for_a_multiple_of_its_busy_time() {
+        const WORK: Duration = Duration::from_millis(5);
+        let q: Queue<&'static str> = Queue::default();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let shutdown = CancellationToken::new();
+        let (s, again) = (starts.clone(), q.clone());
+        let workers = tokio::spawn(run_workers(q.clone(), 2, shutdown.clone(), move |k| {
+            let (s, again) = (s.clone(), again.clone());
+            async move {
+                let first = {
+                    let mut starts = s.lock().unwrap();
+                    starts.push((k, tokio::time::Instant::now()));
+                    starts.iter().filter(|(key, _)| *key == k).count() == 1
+                };
+                if k == "costly" {
+                    // Busy, not waiting: the worker computes for WORK.
+                    std::thread::sleep(WORK);
+                }
+                if first {
+                    // A change arrives during the sync.
+                    again.add(k);
+                }
+                Ok::<_, String>(None)
+            }
+        }));
+        q.add("costly");
+        q.add("cheap");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let starts = starts.lock().unwrap().clone();
+        let times = |key: &str| -> Vec<tokio::time::Instant> {
+            starts
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, t)| *t)
+                .collect()
+        };
+        let costly = times("costly");
+        assert_eq!(
+            costly.len(),
+            2,
+            "a change during the sync runs it once more"
+        );
+        assert!(
+            costly[1] - costly[0] >= WORK * COOLDOWN_FACTOR,
+            "held back for {:?}",
+            costly[1] - costly[0]
+        );
+        let cheap = times("cheap");
+        assert_eq!(cheap.len(), 2);
+        assert!(cheap[1] - cheap[0] < WORK, "a cheap sync is not held back");
+        shutdown.cancel();
+        let _ = workers.await;
     }
 
     #[tokio::test(start_paused = true)]
