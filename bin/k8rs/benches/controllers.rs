@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::*;
@@ -174,22 +173,6 @@ async fn start_server(dir: &Path, extra: &[String]) -> Result<(Proc, kube::Clien
     }
 }
 
-async fn load_client(kubeconfig: &Path) -> Result<kube::Client> {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
-async fn readyz(client: &kube::Client) -> bool {
-    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), client.request_text(request)).await,
-        Ok(Ok(_))
-    )
-}
-
 /// `k8rs hollow-nodes --count N --name-prefix P`, logging to `dir/<log>`.
 fn start_hollow(dir: &Path, count: usize, prefix: &str, log: &str) -> Result<Proc> {
     let log = std::fs::File::create(dir.join(log))?;
@@ -202,13 +185,6 @@ fn start_hollow(dir: &Path, count: usize, prefix: &str, log: &str) -> Result<Pro
         .spawn()
         .context("starting k8rs hollow-nodes")?;
     Ok(Proc(child))
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Polls the node list until `count` nodes are Ready.
@@ -228,24 +204,6 @@ async fn wait_nodes_ready(client: &kube::Client, count: usize) -> Result<Duratio
         tokio::time::sleep(POLL).await;
     }
     bail!("only {ready} of {count} nodes Ready after {NODES_LIMIT:?}")
-}
-
-async fn ensure_namespace(client: &kube::Client) -> Result<()> {
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(NAMESPACE.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e).context("creating the benchmark namespace"),
-    }
 }
 
 /// A Deployment whose pods request 10m / 10Mi and leave unreachable or not-ready nodes after
@@ -347,7 +305,7 @@ async fn scale_phases(sizes: &Sizes, out: &mut Outcome) -> Result<()> {
     let failing = start_hollow(dir.path(), 1, FAILING_PREFIX, "failing.log")?;
     let result = async {
         out.nodes_ready = Some(wait_nodes_ready(&client, sizes.nodes).await?);
-        ensure_namespace(&client).await?;
+        ensure_namespace(&client, NAMESPACE).await?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
         eprintln!("[scale] Deployment of {} replicas", sizes.replicas);
         let start = Instant::now();
@@ -488,7 +446,7 @@ async fn idle_phases(sizes: &Sizes, out: &mut Outcome) -> Result<()> {
         let (server, client) = start_server(dir.path(), &[]).await?;
         let _hollow = start_hollow(dir.path(), sizes.idle_nodes, "hollow-node-", "hollow.log")?;
         wait_nodes_ready(&client, sizes.idle_nodes).await?;
-        ensure_namespace(&client).await?;
+        ensure_namespace(&client, NAMESPACE).await?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), NAMESPACE);
         eprintln!("[idle] Deployment of {} replicas", sizes.idle_pods);
         let start = Instant::now();

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, future};
-use k8s_openapi::api::core::v1::{Container, Namespace, Node, Pod, PodSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
@@ -169,22 +169,6 @@ async fn start_server(backend: &Backend) -> Result<(Server, kube::Client)> {
     }
 }
 
-async fn load_client(kubeconfig: &Path) -> Result<kube::Client> {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
-async fn readyz(client: &kube::Client) -> bool {
-    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
-        return false;
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), client.request_text(request)).await,
-        Ok(Ok(_))
-    )
-}
-
 /// Starts `k8rs hollow-nodes --count N` against the server, logging next to the server's log.
 fn start_hollow(server: &Server, count: usize) -> Result<Proc> {
     let log = std::fs::File::create(server.dir.path().join("hollow.log"))?;
@@ -201,13 +185,6 @@ fn start_hollow(server: &Server, count: usize) -> Result<Proc> {
         .spawn()
         .context("starting k8rs hollow-nodes")?;
     Ok(Proc(child))
-}
-
-fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Polls the node list until `count` nodes are Ready.
@@ -235,24 +212,6 @@ async fn wait_nodes_ready(
         tokio::time::sleep(POLL).await;
     }
     bail!("only {ready} of {count} nodes Ready after {NODES_LIMIT:?}")
-}
-
-async fn ensure_namespace(client: &kube::Client) -> Result<()> {
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(NAMESPACE.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    match Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e).context("creating the benchmark namespace"),
-    }
 }
 
 fn pod(name: String) -> Pod {
@@ -434,7 +393,7 @@ async fn measure(
     name: &str,
     out: &mut Outcome,
 ) -> Result<()> {
-    ensure_namespace(client).await?;
+    ensure_namespace(client, NAMESPACE).await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let bound: Bound = Arc::default();
     let watcher = tokio::spawn(watch_bindings(api.clone(), bound.clone()));

@@ -1,5 +1,6 @@
-//! What both benchmarks need: child processes killed by PID on drop, free loopback ports,
-//! RSS readings, percentiles, and a throwaway etcd on loopback.
+//! What the benchmarks share: child processes killed by PID on drop, free loopback ports,
+//! RSS readings, percentiles, a throwaway etcd on loopback, and the client-side steps every
+//! benchmark takes against the server it started.
 
 #![allow(dead_code)]
 
@@ -132,4 +133,51 @@ pub async fn etcd_healthy(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(1), probe).await,
         Ok(Ok(true))
     )
+}
+
+/// A client from the kubeconfig the server wrote.
+pub async fn load_client(kubeconfig: &Path) -> Result<kube::Client> {
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Whether the server answers `/readyz` within a second.
+pub async fn readyz(client: &kube::Client) -> bool {
+    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), client.request_text(request)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Creates namespace `name` unless it exists.
+pub async fn ensure_namespace(client: &kube::Client, name: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, ObjectMeta, PostParams};
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
+    }
+}
+
+/// Whether the node's Ready condition is True.
+pub fn node_ready(node: &k8s_openapi::api::core::v1::Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
