@@ -47,21 +47,6 @@ impl<K: Watched> Index<K> {
             .is_some_and(|bucket| bucket.values().any(|o| pred(o)))
     }
 
-    /// The objects indexed under any of `keys`, each once.
-    pub fn get_any<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> Vec<Arc<K>> {
-        let buckets = self.data.read();
-        let mut found: Vec<Arc<K>> = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for key in keys {
-            for (id, obj) in buckets.get(key).into_iter().flatten() {
-                if seen.insert(id.as_str()) {
-                    found.push(Arc::clone(obj));
-                }
-            }
-        }
-        found
-    }
-
     /// On the [`BY_CONTROLLER`] index: the objects the owner with uid `uid` in namespace `ns`
     /// may claim (those it controls and the namespace's orphans), as upstream's controllers
     /// read them before claiming.
@@ -233,10 +218,7 @@ mod tests {
         data.update(Some(&cm("a", Some("u1"))), Some(&cm("a", None)));
         data.update(Some(&cm("c", Some("u1"))), None);
         assert_eq!(names(index.get("u1")), ["b"]);
-        assert_eq!(
-            names(index.get_any(["u1", orphan_key("ns").as_str(), "u1"])),
-            ["a", "b"]
-        );
+        assert_eq!(names(index.claimable("ns", "u1")), ["a", "b"]);
     }
 
     #[test]

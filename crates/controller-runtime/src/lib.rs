@@ -1,24 +1,18 @@
 //! The controller plumbing upstream's controllers share: [`SharedInformers`] (one watch and one
-//! store per resource type for the whole process, as upstream's SharedInformerFactory),
-//! informers (a reflector store plus a change callback that sees the old and the new object), a
-//! keyed work queue (a key is never processed twice at once, re-added keys are coalesced,
-//! failures back off per key) with the worker loop that drives a sync function (bounded in time,
-//! surviving panics), [`Expectations`] of a controller's own writes, [`slow_start`] batches and
-//! an [`EventSink`].
+//! store per resource type for the whole process, as upstream's SharedInformerFactory, with
+//! change callbacks that see the old and the new object, and indexes), a keyed work queue (a
+//! key is never processed twice at once, re-added keys are coalesced, failures back off per key)
+//! with the worker loop that drives a sync function (bounded in time, surviving panics),
+//! [`Expectations`] of a controller's own writes, [`slow_start`] batches and an [`EventSink`].
 //!
 //! It is a client-side library: it must not depend on the API server, a store or any controller.
 
 use std::fmt::Debug;
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use kube::Resource;
-use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use serde::de::DeserializeOwned;
+use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -39,52 +33,6 @@ pub use shared::{SharedInformers, Watched};
 
 /// A change seen by an informer: `(old, new)`; `old` is `None` on add, `new` is `None` on delete.
 pub type Change<'a, K> = (Option<&'a K>, Option<&'a K>);
-
-/// Starts watching `api` into a store, calling `on_change` after the store holds each change.
-pub fn informer<K, F>(
-    api: Api<K>,
-    config: watcher::Config,
-    shutdown: CancellationToken,
-    on_change: F,
-) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
-    F: Fn(Change<'_, K>) + Send + 'static,
-{
-    let (reader, mut writer) = reflector::store::<K>();
-    let store = reader.clone();
-    tokio::spawn(async move {
-        let stream = watcher(api, config).default_backoff();
-        let mut stream = pin!(stream);
-        loop {
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                event = stream.next() => event,
-            };
-            let event = match event {
-                Some(Ok(event)) => event,
-                Some(Err(err)) => {
-                    tracing::warn!(%err, kind = %K::kind(&()), "watch failed; retrying");
-                    continue;
-                }
-                None => return,
-            };
-            let old = match &event {
-                watcher::Event::Apply(obj) => reader.get(&ObjectRef::from_obj(obj)),
-                _ => None,
-            };
-            writer.apply_watcher_event(&event);
-            match &event {
-                watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => {
-                    on_change((old.as_deref(), Some(obj)));
-                }
-                watcher::Event::Delete(obj) => on_change((Some(obj), None)),
-                watcher::Event::Init | watcher::Event::InitDone => {}
-            }
-        }
-    });
-    store
-}
 
 /// Waits until every store has listed once, or `shutdown`.
 pub async fn wait_synced(
@@ -202,6 +150,7 @@ where
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{reflector, watcher};
 
     use super::*;
 

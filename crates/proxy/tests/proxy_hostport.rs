@@ -5,7 +5,6 @@
 mod support;
 
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8rs_testing::{eventually, netguard};
@@ -14,28 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use support::{ApiServer, Lab, NODE_IP, NODE_NAME, busybox_echo, nft_table, proxy_config, quiet};
-use support::{sh, start_proxy};
+use support::{connect, sh, start_proxy};
 
 /// The node's second address, where the hostIP-restricted mapping answers.
 const SECOND_IP: &str = "10.42.255.2";
-
-/// Connects from namespace `ns` to `ip:port`: Ok(reply) or Err(stderr).
-fn connect(ns: &str, ip: &str, port: u16) -> Result<String, String> {
-    let out = Command::new("timeout")
-        .args([
-            "3", "ip", "netns", "exec", ns, "busybox", "nc", "-w", "1", ip,
-        ])
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .expect("nc");
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if stdout.is_empty() {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    } else {
-        Ok(stdout)
-    }
-}
 
 fn host_port(host_port: i32, host_ip: Option<&str>) -> ContainerPort {
     ContainerPort {

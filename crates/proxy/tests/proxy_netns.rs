@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use k8rs_testing::{eventually, netguard};
@@ -14,8 +13,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use kube::api::PostParams;
 use support::{
-    ApiServer, Lab, Pod, busybox_echo, nft_table, proxy_config, quiet, service, slice, start_proxy,
-    with_node_port,
+    ApiServer, Lab, Pod, busybox_echo, connect, nft_table, proxy_config, quiet, service, slice,
+    start_proxy, with_node_port,
 };
 
 /// A pod at `ip` behind `node` answering `reply` on TCP 8080.
@@ -24,24 +23,6 @@ fn echo_pod(lab: &mut Lab, node: &str, ip: Ipv4Addr, reply: &str) -> Pod {
     lab.spawn(quiet(busybox_echo(&pod.ns, 8080, reply)))
         .expect("busybox nc");
     pod
-}
-
-/// Connects from namespace `ns` to `ip:port`: Ok(reply) or Err(stderr).
-fn connect(ns: &str, ip: &str, port: u16) -> Result<String, String> {
-    let out = Command::new("timeout")
-        .args([
-            "3", "ip", "netns", "exec", ns, "busybox", "nc", "-w", "1", ip,
-        ])
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .expect("nc");
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if stdout.is_empty() {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    } else {
-        Ok(stdout)
-    }
 }
 
 /// The TCP Service `name` at `ip`, port 80 to 8080, NodePort `node_port` if given.

@@ -332,3 +332,21 @@ pub fn slice(svc: &str, protocol: &str, port: u16, ips: &[Ipv4Addr]) -> Endpoint
         }]),
     }
 }
+
+/// Connects from namespace `ns` to `ip:port`: Ok(reply) or Err(stderr).
+pub fn connect(ns: &str, ip: &str, port: u16) -> Result<String, String> {
+    let out = Command::new("timeout")
+        .args([
+            "3", "ip", "netns", "exec", ns, "busybox", "nc", "-w", "1", ip,
+        ])
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("nc");
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if stdout.is_empty() {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    } else {
+        Ok(stdout)
+    }
+}
