@@ -55,7 +55,7 @@ impl ApiServer {
 
     /// An object from the cache, or, when the cache has not seen it yet, from the store (a
     /// namespace created a moment ago must admit content at once, as upstream's live lookup).
-    async fn lookup(
+    pub(crate) async fn lookup(
         &self,
         group: &str,
         plural: &str,
@@ -371,8 +371,14 @@ fn default_toleration_seconds(pod: &mut Value) {
 /// The Eviction API's check, as upstream: a pod covered by a PodDisruptionBudget may be evicted
 /// only if the budget allows a disruption; the allowance is then taken (decremented, and the
 /// pod recorded in `disruptedPods`) in the same compare-and-swap, so two concurrent evictions
-/// cannot both spend one allowance. Refusals are 429 with upstream's messages.
+/// cannot both spend one allowance. Refusals are 429 with upstream's messages. The budgets are
+/// read once the cache holds every write so far; a budget deleted between that read and the
+/// compare-and-swap no longer guards the pod, so the check starts again.
 pub async fn check_disruption_budgets(api: &ApiServer, ns: &str, pod: &Value) -> ApiResult<()> {
+    const ATTEMPTS: usize = 3;
+    let Some(def) = api.registry.lookup("policy", "v1", "poddisruptionbudgets") else {
+        return Ok(());
+    };
     let labels = pod["metadata"]["labels"]
         .as_object()
         .map(|m| {
@@ -381,40 +387,46 @@ pub async fn check_disruption_budgets(api: &ApiServer, ns: &str, pod: &Value) ->
                 .collect()
         })
         .unwrap_or_default();
-    let matching: Vec<Value> = api
-        .cached_list("policy", "v1", "poddisruptionbudgets", ns)
-        .into_iter()
-        .filter(|pdb| {
-            let selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
-                serde_json::from_value(pdb["spec"]["selector"].clone()).unwrap_or_default();
-            !pdb["spec"]["selector"].is_null()
-                && k8rs_machinery::labels::Selector::from_label_selector(&selector)
-                    .is_ok_and(|sel| sel.matches(&labels))
-        })
-        .collect();
-    let pdb = match matching.as_slice() {
-        [] => return Ok(()),
-        [one] => one,
-        _ => {
-            return Err(ApiError::Internal(
-                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
-            ));
-        }
-    };
-    let Some(def) = api.registry.lookup("policy", "v1", "poddisruptionbudgets") else {
-        return Ok(());
-    };
-    let name = pdb["metadata"]["name"].as_str().unwrap_or_default();
     let pod_name = pod["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let now = crate::objects::now_rfc3339();
-    api.mutate(def, Some(ns), name, |pdb| {
-        take_disruption(pdb, &pod_name, &now)
-    })
-    .await?;
-    Ok(())
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        api.cache.sync().await?;
+        let matching: Vec<Value> = api
+            .cached_list("policy", "v1", "poddisruptionbudgets", ns)
+            .into_iter()
+            .filter(|pdb| {
+                let selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
+                    serde_json::from_value(pdb["spec"]["selector"].clone()).unwrap_or_default();
+                !pdb["spec"]["selector"].is_null()
+                    && k8rs_machinery::labels::Selector::from_label_selector(&selector)
+                        .is_ok_and(|sel| sel.matches(&labels))
+            })
+            .collect();
+        let pdb = match matching.as_slice() {
+            [] => return Ok(()),
+            [one] => one,
+            _ => {
+                return Err(ApiError::Internal(
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+                ));
+            }
+        };
+        let name = pdb["metadata"]["name"].as_str().unwrap_or_default();
+        let now = crate::objects::now_rfc3339();
+        match api
+            .mutate(def, Some(ns), name, |pdb| {
+                take_disruption(pdb, &pod_name, &now)
+            })
+            .await
+        {
+            Err(ApiError::NotFound { .. }) if attempt < ATTEMPTS => {}
+            result => return result.map(drop),
+        }
+    }
 }
 
 /// Spends one disruption of `pdb` on `pod`, or says why it may not.

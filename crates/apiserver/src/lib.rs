@@ -247,23 +247,20 @@ impl ApiServer {
             )
             .map_err(|_| unauthorized())?;
         let c = &verified.claims.kubernetes;
-        let sa_def = self
-            .registry
-            .lookup("", "v1", "serviceaccounts")
-            .ok_or_else(unauthorized)?;
         let sa = self
-            .cache
-            .get(&sa_def.key(Some(&c.namespace), &c.serviceaccount.name));
-        if sa.is_none_or(|sa| sa.value()["metadata"]["uid"] != c.serviceaccount.uid.as_str()) {
+            .lookup(
+                "",
+                "serviceaccounts",
+                Some(&c.namespace),
+                &c.serviceaccount.name,
+            )
+            .await;
+        if sa.is_none_or(|sa| sa["metadata"]["uid"] != c.serviceaccount.uid.as_str()) {
             return Err(unauthorized());
         }
         if let Some(pod) = &c.pod {
-            let pods = self
-                .registry
-                .lookup("", "v1", "pods")
-                .ok_or_else(unauthorized)?;
-            let live = self.cache.get(&pods.key(Some(&c.namespace), &pod.name));
-            if live.is_none_or(|p| p.value()["metadata"]["uid"] != pod.uid.as_str()) {
+            let live = self.lookup("", "pods", Some(&c.namespace), &pod.name).await;
+            if live.is_none_or(|p| p["metadata"]["uid"] != pod.uid.as_str()) {
                 return Err(unauthorized());
             }
         }
