@@ -12,6 +12,7 @@
 //! Pure: no IO, no async, no clock. Depends only on `k8s-openapi` and `k8rs-machinery`; must not
 //! depend on the API server, the store or any client.
 
+mod apiextensions;
 mod apps;
 mod autoscaling;
 mod batch;

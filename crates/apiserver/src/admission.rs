@@ -76,7 +76,7 @@ impl ApiServer {
             return vec![];
         };
         let (snapshot, _) = self.cache.snapshot();
-        let prefix = crate::list::prefix(def, Some(ns));
+        let prefix = crate::list::prefix(&def, Some(ns));
         crate::cache::range(&snapshot, &prefix, None)
             .map(|o| o.value())
             .collect()
@@ -263,7 +263,7 @@ impl ApiServer {
             .registry
             .lookup("scheduling.k8s.io", "v1", "priorityclasses")?;
         let (snapshot, _) = self.cache.snapshot();
-        let prefix = crate::list::prefix(def, None);
+        let prefix = crate::list::prefix(&def, None);
         crate::cache::range(&snapshot, &prefix, None)
             .map(|o| o.value())
             .find(|c| c["globalDefault"] == true)
@@ -283,7 +283,7 @@ impl ApiServer {
             return;
         };
         let (snapshot, _) = self.cache.snapshot();
-        let prefix = crate::list::prefix(def, None);
+        let prefix = crate::list::prefix(&def, None);
         let default = crate::cache::range(&snapshot, &prefix, None)
             .map(|o| o.value())
             .find(|c| {
@@ -418,7 +418,7 @@ pub async fn check_disruption_budgets(api: &ApiServer, ns: &str, pod: &Value) ->
         let name = pdb["metadata"]["name"].as_str().unwrap_or_default();
         let now = crate::objects::now_rfc3339();
         match api
-            .mutate(def, Some(ns), name, |pdb| {
+            .mutate(&def, Some(ns), name, |pdb| {
                 take_disruption(pdb, &pod_name, &now)
             })
             .await

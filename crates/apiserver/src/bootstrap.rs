@@ -11,13 +11,13 @@ use tokio_util::sync::CancellationToken;
 use crate::ApiServer;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{DeleteOptions, WriteOptions, now_rfc3339};
-use crate::registry::ResourceDef;
+use crate::registry::{Def, ResourceDef};
 
 const LEASE_LABEL: &str = "k8rs.io/apiserver-endpoint";
 const LEASE_DURATION_S: i64 = 30;
 
 impl ApiServer {
-    pub(crate) fn def(&self, group: &str, version: &str, plural: &str) -> &'static ResourceDef {
+    pub(crate) fn def(&self, group: &str, version: &str, plural: &str) -> Def {
         self.registry
             .lookup(group, version, plural)
             .unwrap_or_else(|| panic!("built-in resource {group}/{version} {plural} is registered"))
@@ -67,12 +67,12 @@ impl ApiServer {
 
     /// The objects every cluster starts with.
     pub async fn bootstrap(&self) -> ApiResult<()> {
-        let namespaces = self.def("", "v1", "namespaces");
+        let namespaces = &self.def("", "v1", "namespaces");
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             self.ensure(namespaces, None, obj).await?;
         }
-        let classes = self.def("scheduling.k8s.io", "v1", "priorityclasses");
+        let classes = &self.def("scheduling.k8s.io", "v1", "priorityclasses");
         for (name, value) in [
             ("system-node-critical", 2000001000),
             ("system-cluster-critical", 2000000000),
@@ -85,7 +85,7 @@ impl ApiServer {
             });
             self.ensure(classes, None, obj).await?;
         }
-        let services = self.def("", "v1", "services");
+        let services = &self.def("", "v1", "services");
         let ip = self.allocators.nth(1).to_string();
         let svc = json!({
             "apiVersion": "v1", "kind": "Service",
@@ -109,7 +109,7 @@ impl ApiServer {
             }
         }
         // Leave the endpoints to the servers that remain.
-        let leases = self.def("coordination.k8s.io", "v1", "leases");
+        let leases = &self.def("coordination.k8s.io", "v1", "leases");
         let _ = self
             .delete(
                 leases,
@@ -129,7 +129,7 @@ impl ApiServer {
     }
 
     async fn reconcile_endpoints_once(&self) -> ApiResult<()> {
-        let leases = self.def("coordination.k8s.io", "v1", "leases");
+        let leases = &self.def("coordination.k8s.io", "v1", "leases");
         let name = self.lease_name();
         let lease = json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
@@ -148,7 +148,7 @@ impl ApiServer {
     }
 
     async fn write_endpoints(&self, except: Option<String>) -> ApiResult<()> {
-        let leases = self.def("coordination.k8s.io", "v1", "leases");
+        let leases = &self.def("coordination.k8s.io", "v1", "leases");
         let (objects, _) = self.list_cached(leases, Some("kube-system")).await?;
         let now = chrono::Utc::now();
         let mut ips: Vec<String> = objects
@@ -177,7 +177,7 @@ impl ApiServer {
                          "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
             "subsets": subsets,
         });
-        let eps = self.def("", "v1", "endpoints");
+        let eps = &self.def("", "v1", "endpoints");
         self.upsert(eps, Some("default"), "kubernetes", endpoints)
             .await?;
         let slice_endpoints: Vec<Value> = ips
@@ -193,7 +193,7 @@ impl ApiServer {
             "endpoints": slice_endpoints,
             "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
         });
-        let slices = self.def("discovery.k8s.io", "v1", "endpointslices");
+        let slices = &self.def("discovery.k8s.io", "v1", "endpointslices");
         self.upsert(slices, Some("default"), "kubernetes", slice)
             .await
     }
@@ -212,7 +212,7 @@ impl ApiServer {
     }
 
     async fn finalize_namespaces_once(&self) -> ApiResult<()> {
-        let namespaces = self.def("", "v1", "namespaces");
+        let namespaces = &self.def("", "v1", "namespaces");
         let (objects, _) = self.list_cached(namespaces, None).await?;
         for ns in objects {
             let v = ns.value();

@@ -1,6 +1,7 @@
 //! Conversion between the served versions of one stored resource: events.k8s.io/v1 Events are
 //! stored as core/v1 Events, autoscaling/v1 HorizontalPodAutoscalers as autoscaling/v2 (the
-//! v2-only fields kept in v1 through upstream's annotations).
+//! v2-only fields kept in v1 through upstream's annotations); custom resources change only their
+//! `apiVersion` (the `None` strategy).
 
 use serde_json::{Map, Value, json};
 
@@ -32,6 +33,9 @@ const HPA_BEHAVIOR: &str = "autoscaling.alpha.kubernetes.io/behavior";
 
 /// The served object `v` (in `def`'s version) in its storage version.
 pub fn to_storage(def: &ResourceDef, v: Value) -> ApiResult<Value> {
+    if def.custom.is_some() {
+        return Ok(with_api_version(v, def.storage_version));
+    }
     match (def.group, def.kind) {
         ("events.k8s.io", "Event") => Ok(event_to_core(v)),
         ("autoscaling", "HorizontalPodAutoscaler") if def.version == "v1" => Ok(hpa_v1_to_v2(v)),
@@ -44,11 +48,22 @@ pub fn to_storage(def: &ResourceDef, v: Value) -> ApiResult<Value> {
 
 /// The stored object `v` in `def`'s version.
 pub fn from_storage(def: &ResourceDef, v: Value) -> Value {
+    if def.custom.is_some() {
+        return with_api_version(v, def.served_api_version);
+    }
     match (def.group, def.kind) {
         ("events.k8s.io", "Event") => event_from_core(v),
         ("autoscaling", "HorizontalPodAutoscaler") if def.version == "v1" => hpa_v2_to_v1(v),
         _ => v,
     }
+}
+
+/// A custom resource in another version of its definition (the `None` conversion strategy).
+fn with_api_version(mut v: Value, api_version: &str) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        m.insert("apiVersion".into(), api_version.into());
+    }
+    v
 }
 
 fn take(m: &mut Map<String, Value>, k: &str) -> Option<Value> {

@@ -95,7 +95,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
         }
         resources.push(r);
         for &sub in def.subresources {
-            let (g, v, kind) = sub_kind(def, sub);
+            let (g, v, kind) = sub_kind(&def, sub);
             let mut s = json!({
                 "name": format!("{}/{}", def.plural, sub.name()),
                 "singularName": "",
@@ -165,8 +165,10 @@ pub fn aggregated(registry: &Registry, legacy: bool) -> Value {
             let vs: Vec<Value> = versions
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> =
-                        registry.resources(g, v).map(aggregated_resource).collect();
+                    let resources: Vec<Value> = registry
+                        .resources(g, v)
+                        .map(|d| aggregated_resource(&d))
+                        .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
                 })
                 .collect();

@@ -20,7 +20,7 @@ use crate::decode::{self, MAX_BODY};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{DeleteOptions, Deleted, WriteOptions, Written, details};
 use crate::patch::PatchType;
-use crate::registry::ResourceDef;
+use crate::registry::{Def, ResourceDef};
 use crate::request::{BodyType, Output, Params, RequestInfo, content_type, negotiate};
 use crate::subresources;
 use crate::table;
@@ -41,13 +41,14 @@ async fn dispatch(
     if info.group == crate::metrics::GROUP {
         return crate::metrics::serve(api, info, req).await;
     }
-    let def = api
+    let entry = api
         .registry
         .lookup(&info.group, &info.version, &info.resource)
         .ok_or_else(|| ApiError::NotFound {
             message: "the server could not find the requested resource".into(),
             details: Default::default(),
         })?;
+    let def: &ResourceDef = &entry;
     if info.namespace.is_some() && !def.namespaced {
         return Err(ApiError::NotFound {
             message: "the server could not find the requested resource".into(),
@@ -76,13 +77,13 @@ async fn dispatch(
         None => None,
     };
     if let Some(sub) = sub {
-        return subresources::serve(api, def, info, sub, params, req).await;
+        return subresources::serve(api, entry.clone(), info, sub, params, req).await;
     }
     let output = negotiate(req.headers())?;
     match (info.verb, info.name.as_deref()) {
         ("get", Some(name)) => get(api, def, ns, name, output).await,
         ("list", None) => list(api, def, ns, &params, output).await,
-        ("watch", _) => crate::watch::serve(api.clone(), def, info, params, output).await,
+        ("watch", _) => crate::watch::serve(api.clone(), entry.clone(), info, params, output).await,
         ("create", None) => {
             let requester = req.extensions().get::<UserInfo>().cloned();
             let mut body = read_object(api, def.types(), req).await?;
@@ -90,8 +91,8 @@ async fn dispatch(
                 stamp_requester(&mut body, requester.as_ref());
             }
             let opts = write_options(&params);
-            let written = with_storage(api, def, body, |sdef, body| async move {
-                api.create(sdef, ns, body, &opts).await
+            let written = with_storage(api, &entry, body, |sdef, body| async move {
+                api.create(&sdef, ns, body, &opts).await
             })
             .await?;
             Ok(written_response(
@@ -105,8 +106,8 @@ async fn dispatch(
         ("update", Some(name)) => {
             let body = read_object(api, def.types(), req).await?;
             let opts = write_options(&params);
-            let written = with_storage(api, def, body, |sdef, body| async move {
-                api.update(sdef, ns, name, None, body, &opts).await
+            let written = with_storage(api, &entry, body, |sdef, body| async move {
+                api.update(&sdef, ns, name, None, body, &opts).await
             })
             .await?;
             Ok(written_response(api, def, written, StatusCode::OK, output))
@@ -138,18 +139,18 @@ async fn dispatch(
 
 /// Runs a write against the stored form: converts the body when this version is not the
 /// storage version, and converts the result back.
-async fn with_storage<'a, F, Fut>(
-    api: &'a ApiServer,
-    def: &'a ResourceDef,
+async fn with_storage<F, Fut>(
+    api: &ApiServer,
+    def: &Def,
     body: Value,
     write: F,
 ) -> ApiResult<Written>
 where
-    F: FnOnce(&'a ResourceDef, Value) -> Fut,
+    F: FnOnce(Def, Value) -> Fut,
     Fut: std::future::Future<Output = ApiResult<Written>>,
 {
     if !def.converts() {
-        return write(def, body).await;
+        return write(def.clone(), body).await;
     }
     crate::objects::check_type(def, &body, def.kind)?;
     let sdef = api.storage_def(def);
@@ -171,12 +172,18 @@ pub async fn patch_or_apply(
     params: &Params,
 ) -> ApiResult<Written> {
     let opts = write_options(params);
+    if kind == PatchType::Strategic && def.custom.is_some() {
+        // Custom resources have no patch strategies to merge by, as upstream.
+        return Err(ApiError::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".into(),
+        ));
+    }
     if kind == PatchType::Apply && params.field_manager.is_none() {
         return Err(ApiError::BadRequest(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch".into(),
         ));
     }
-    let sdef = api.storage_def(def);
+    let sdef = &api.storage_def(def);
     let result = if def.converts() {
         // Patches apply to the object in the version the client speaks.
         let (current, _) = api.read(sdef, ns, name).await?;
@@ -347,7 +354,7 @@ async fn get(
     output: Output,
 ) -> ApiResult<Response> {
     api.cache.sync().await?;
-    let sdef = api.storage_def(def);
+    let sdef = &api.storage_def(def);
     let obj = api
         .cache
         .get(&sdef.key(ns, name))
@@ -536,7 +543,7 @@ async fn delete(
     opts: &DeleteOptions,
     output: Output,
 ) -> ApiResult<Response> {
-    let sdef = api.storage_def(def);
+    let sdef = &api.storage_def(def);
     let result = api.delete(sdef, ns, name, opts).await?;
     let (obj, code, gone) = match result {
         Deleted::Gone(v) => (v, StatusCode::OK, true),
@@ -574,7 +581,7 @@ async fn delete_collection(
     output: Output,
 ) -> ApiResult<Response> {
     let filter = Filter::new(def, params)?;
-    let sdef = api.storage_def(def);
+    let sdef = &api.storage_def(def);
     let (objects, rev) = api.list_cached(sdef, ns).await?;
     let mut items = Vec::new();
     for obj in objects.iter().filter(|o| filter.matches(o)) {

@@ -21,6 +21,7 @@ pub mod authz;
 mod bootstrap;
 pub mod cache;
 pub mod convert;
+pub mod crd;
 pub mod decode;
 pub mod discovery;
 pub mod error;
@@ -41,7 +42,7 @@ pub mod table;
 pub mod watch;
 
 use error::{ApiError, ApiResult};
-use registry::{Registry, ResourceDef};
+use registry::{Def, Registry, ResourceDef};
 
 /// How the API server is set up.
 #[derive(Debug, Clone)]
@@ -122,7 +123,7 @@ impl ApiServer {
         let allocators = strategy::Allocators::new(config.service_cidr.0, config.service_cidr.1);
         if let Some(services) = registry.lookup("", "v1", "services") {
             let (snapshot, _) = cache.snapshot();
-            for svc in cache::range(&snapshot, &list::prefix(services, None), None) {
+            for svc in cache::range(&snapshot, &list::prefix(&services, None), None) {
                 allocators.observe(&svc.value());
             }
         }
@@ -164,7 +165,15 @@ impl ApiServer {
         self.bootstrap()
             .await
             .map_err(StartError::BootstrapFailed)?;
+        let mut definitions = crd::Compiled::default();
+        if let Err(err) = self.sync_custom_resources(&mut definitions).await {
+            tracing::warn!(%err, "serving custom resource definitions failed");
+        }
         self.ready.store(true, Ordering::Release);
+        let custom = tokio::spawn(
+            self.clone()
+                .serve_custom_resources(definitions, shutdown.clone()),
+        );
         let endpoints = tokio::spawn(self.clone().reconcile_endpoints(shutdown.clone()));
         let namespaces = tokio::spawn(self.clone().finalize_namespaces(shutdown.clone()));
         let compactor = tokio::spawn(self.clone().compact(shutdown.clone()));
@@ -175,7 +184,7 @@ impl ApiServer {
             shutdown.clone(),
         )
         .map_err(|e| StartError::TlsSetupFailed(k8rs_auth::Error::BuildTlsConfig(e.to_string())))?;
-        let _ = tokio::join!(serving, endpoints, namespaces, compactor, scraper);
+        let _ = tokio::join!(serving, custom, endpoints, namespaces, compactor, scraper);
         Ok(())
     }
 
@@ -212,13 +221,11 @@ impl ApiServer {
     }
 
     /// The entry of `def`'s resource in its storage version (itself when it is stored as served).
-    pub fn storage_def(&self, def: &ResourceDef) -> &'static ResourceDef {
-        let registry: &'static Registry = self.registry;
-        registry
-            .all()
-            .iter()
-            .find(|d| d.prefix == def.prefix && !d.converts())
-            .expect("every stored resource has an entry in its storage version")
+    /// A custom resource's entry is its own storage entry.
+    pub fn storage_def(&self, def: &ResourceDef) -> Def {
+        self.registry
+            .storage_def(def)
+            .expect("every served resource has an entry in its storage version")
     }
 
     /// Authenticates a bearer token: a service-account token whose account (and bound pod)

@@ -63,7 +63,7 @@ pub async fn page(
     params: &Params,
     filter: &Filter,
 ) -> ApiResult<Page> {
-    let sdef = api.storage_def(def);
+    let sdef = &api.storage_def(def);
     let prefix = prefix(sdef, ns);
     if let Some(token) = &params.continue_token {
         let (rev, start) = decode_token(token)?;

@@ -21,7 +21,8 @@ pub struct Schemas {
     patch: JsonSchemaDefinitions,
     v2: OnceLock<Bytes>,
     v2_pb: OnceLock<Bytes>,
-    v3_index: OnceLock<Bytes>,
+    /// The index entries of the built-in group versions.
+    v3_index: OnceLock<Map<String, Value>>,
     v3_docs: Mutex<HashMap<String, Bytes>>,
 }
 
@@ -108,31 +109,39 @@ impl Schemas {
 
     /// The definition name of a resource's type (e.g. `io.k8s.api.core.v1.Pod`).
     pub fn definition_name(&self, def: &ResourceDef) -> String {
+        if let Some(custom) = &def.custom {
+            return custom.definition.clone();
+        }
         self.names
             .get(&(def.group, def.version, def.kind))
             .cloned()
             .unwrap_or_default()
     }
 
-    /// `/openapi/v3`: the index of group-version documents. The hash changes with the binary,
-    /// as the documents do.
+    /// `/openapi/v3`: the index of group-version documents. The hash of a built-in group
+    /// version changes with the binary, that of a custom one with its definitions' schemas.
     pub fn v3_index(&self, registry: &Registry) -> Bytes {
-        self.v3_index
+        let mut paths = self
+            .v3_index
             .get_or_init(|| {
                 let mut paths = Map::new();
-                for path in v3_paths_of(registry) {
-                    let hash = format!(
-                        "{:016X}",
-                        fxhash(format!("{}{path}", env!("CARGO_PKG_VERSION")).as_bytes())
-                    );
-                    paths.insert(
-                        path.clone(),
-                        json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
-                    );
+                for path in v3_paths_of(registry, |d| d.custom.is_none()) {
+                    let hash = fxhash(format!("{}{path}", env!("CARGO_PKG_VERSION")).as_bytes());
+                    paths.insert(path.clone(), index_entry(&path, hash));
                 }
-                Bytes::from(serde_json::to_vec(&json!({"paths": paths})).unwrap_or_default())
+                paths
             })
-            .clone()
+            .clone();
+        for path in v3_paths_of(registry, |d| d.custom.is_some()) {
+            let schemas: Vec<String> = custom_defs_at(registry, &path)
+                .iter()
+                .filter_map(|d| d.custom.as_ref())
+                .map(|c| c.openapi.to_string())
+                .collect();
+            let hash = fxhash(format!("{path}{}", schemas.concat()).as_bytes());
+            paths.insert(path.clone(), index_entry(&path, hash));
+        }
+        Bytes::from(serde_json::to_vec(&json!({"paths": paths})).unwrap_or_default())
     }
 
     /// `/openapi/v3/{api/v1 | apis/group/version}`: the group version's operations and the
@@ -144,13 +153,19 @@ impl Schemas {
             _ => return None,
         };
         registry.resources(group, version).next()?;
+        if registry
+            .resources(group, version)
+            .any(|d| d.custom.is_some())
+        {
+            return Some(self.v3_custom_doc(registry, group, version));
+        }
         let mut docs = self.v3_docs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(doc) = docs.get(path) {
             return Some(doc.clone());
         }
         let roots: Vec<String> = registry
             .resources(group, version)
-            .map(|d| self.definition_name(d))
+            .map(|d| self.definition_name(&d))
             .collect();
         let doc = json!({
             "openapi": "3.0.0",
@@ -161,6 +176,31 @@ impl Schemas {
         let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
         docs.insert(path.to_string(), bytes.clone());
         Some(bytes)
+    }
+
+    /// The document of a group version of custom resources, built on each request (their
+    /// definitions change while the server runs).
+    fn v3_custom_doc(&self, registry: &Registry, group: &str, version: &str) -> Bytes {
+        let mut custom = Map::new();
+        let mut refs = Vec::new();
+        for def in registry.resources(group, version) {
+            match &def.custom {
+                Some(c) => {
+                    collect_refs(&c.openapi, &mut refs);
+                    custom.insert(c.definition.clone(), c.openapi.clone());
+                }
+                None => refs.push(self.definition_name(&def)),
+            }
+        }
+        let mut schemas = self.reachable(&refs);
+        schemas.extend(custom);
+        let doc = json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+            "paths": self.v3_paths(registry, group, version),
+            "components": {"schemas": schemas},
+        });
+        Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
     }
 
     /// The definitions `roots` refer to, transitively.
@@ -202,7 +242,7 @@ impl Schemas {
                 format!("{base}/{}", def.plural)
             };
             let gvk = json!({"group": def.group, "version": def.version, "kind": def.kind});
-            let reference = json!({"$ref": format!("{REF_V3}{}", self.definition_name(def))});
+            let reference = json!({"$ref": format!("{REF_V3}{}", self.definition_name(&def))});
             let op = |action: &str, params: &Value| {
                 json!({
                     "x-kubernetes-action": action,
@@ -271,10 +311,15 @@ fn strip_openapi3_only(v: &mut Value) {
     }
 }
 
-fn v3_paths_of(registry: &Registry) -> Vec<String> {
+/// The document paths (`api/v1`, `apis/apps/v1`) of the group versions with a resource that
+/// `which` picks.
+fn v3_paths_of(registry: &Registry, which: impl Fn(&ResourceDef) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     for (group, versions) in registry.groups() {
         for version in versions {
+            if !registry.resources(group, version).any(|d| which(&d)) {
+                continue;
+            }
             out.push(if group.is_empty() {
                 format!("api/{version}")
             } else {
@@ -283,6 +328,21 @@ fn v3_paths_of(registry: &Registry) -> Vec<String> {
         }
     }
     out
+}
+
+/// The custom resources of the group version at a document path (`apis/example.com/v1`).
+fn custom_defs_at(registry: &Registry, path: &str) -> Vec<crate::registry::Def> {
+    match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["apis", g, v] => registry
+            .resources(g, v)
+            .filter(|d| d.custom.is_some())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn index_entry(path: &str, hash: u64) -> Value {
+    json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash:016X}")})
 }
 
 fn collect_refs(v: &Value, out: &mut Vec<String>) {

@@ -4,6 +4,7 @@
 use std::any::type_name;
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::{Arc, RwLock};
 
 use k8rs_api::ApiType;
 use k8rs_machinery::validation::FieldError;
@@ -15,6 +16,7 @@ use k8s_openapi::api::{
     networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
     scheduling::v1 as scheduling, storage::v1 as storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 
@@ -84,7 +86,12 @@ where
 }
 
 /// Collects the paths of fields present in `input` but dropped by the typed round trip.
-fn unknown_fields(input: &Value, typed: &Value, path: &mut String, out: &mut Vec<String>) {
+pub(crate) fn unknown_fields(
+    input: &Value,
+    typed: &Value,
+    path: &mut String,
+    out: &mut Vec<String>,
+) {
     match (input, typed) {
         (Value::Object(i), Value::Object(t)) => {
             for (k, v) in i {
@@ -188,6 +195,8 @@ pub struct ResourceDef {
     /// Whether DELETE answers with the object (true) or a Status (false), as upstream.
     pub return_deleted: bool,
     pub typed: Box<dyn TypedOps>,
+    /// What a custom resource's entry knows beyond a built-in one; `None` for built-in ones.
+    pub custom: Option<Arc<crate::crd::CustomInfo>>,
 }
 
 impl ResourceDef {
@@ -212,6 +221,7 @@ impl ResourceDef {
             field_selectors: &[],
             return_deleted: false,
             typed: Box::new(Typed::<T>(PhantomData)),
+            custom: None,
         }
     }
 
@@ -222,6 +232,11 @@ impl ResourceDef {
 
     fn all(mut self) -> Self {
         self.categories = &["all"];
+        self
+    }
+
+    fn categories(mut self, categories: &'static [&'static str]) -> Self {
+        self.categories = categories;
         self
     }
 
@@ -293,6 +308,13 @@ impl ResourceDef {
 
     pub fn group_version(&self) -> (&'static str, &'static str) {
         (self.group, self.version)
+    }
+
+    /// Whether this is an entry of the custom resource that `crd` defines.
+    pub fn custom_of(&self, crd: &Value) -> bool {
+        self.custom.is_some()
+            && crd["spec"]["group"] == self.group
+            && crd["spec"]["names"]["plural"] == self.plural
     }
 }
 
@@ -518,63 +540,138 @@ pub fn builtin() -> Vec<ResourceDef> {
         .subs(&[Status, Approval])
         .fields(&[("spec.signerName", "spec.signerName")])
         .prefix("/registry/certificatesigningrequests"),
+        ResourceDef::new::<apiextensions::CustomResourceDefinition>(
+            "customresourcedefinitions",
+            false,
+        )
+        .short(&["crd", "crds"])
+        .categories(&["api-extensions"])
+        .subs(&[Status])
+        .generation(Spec)
+        .prefix("/registry/apiextensions.k8s.io/customresourcedefinitions"),
     ]
 }
 
-/// The registry of served resources with its lookups.
+/// A served resource's entry; custom resources' entries come and go with their definitions.
+pub type Def = Arc<ResourceDef>;
+
+/// The registry of served resources with its lookups: the built-in resources, fixed, and the
+/// custom resources of the CustomResourceDefinitions being served, replaced as a whole when
+/// they change (readers keep the set they looked up in).
 pub struct Registry {
-    defs: Vec<ResourceDef>,
-    by_path: HashMap<(&'static str, &'static str, &'static str), usize>,
+    builtin: Vec<Def>,
+    served: RwLock<Arc<Served>>,
 }
 
-impl Registry {
-    pub fn new(defs: Vec<ResourceDef>) -> Self {
+/// One consistent set of served resources.
+struct Served {
+    defs: Vec<Def>,
+    by_path: HashMap<(&'static str, &'static str, &'static str), usize>,
+    /// The entry in the storage version of each key prefix.
+    by_prefix: HashMap<&'static str, usize>,
+}
+
+impl Served {
+    fn new(defs: Vec<Def>) -> Self {
         let by_path = defs
             .iter()
             .enumerate()
             .map(|(i, d)| ((d.group, d.version, d.plural), i))
             .collect();
-        Registry { defs, by_path }
+        let by_prefix = defs
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.converts())
+            .map(|(i, d)| (d.prefix, i))
+            .collect();
+        Served {
+            defs,
+            by_path,
+            by_prefix,
+        }
+    }
+}
+
+impl Registry {
+    pub fn new(defs: Vec<ResourceDef>) -> Self {
+        let builtin: Vec<Def> = defs.into_iter().map(Arc::new).collect();
+        let served = RwLock::new(Arc::new(Served::new(builtin.clone())));
+        Registry { builtin, served }
     }
 
     pub fn builtin() -> Self {
         Self::new(builtin())
     }
 
-    pub fn all(&self) -> &[ResourceDef] {
-        &self.defs
+    fn served(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Serves `custom` beside the built-in resources, in place of the custom resources served
+    /// before. An entry whose group, version and plural a built-in resource has is ignored.
+    pub fn set_custom(&self, custom: Vec<Def>) {
+        let mut defs = self.builtin.clone();
+        for def in custom {
+            let taken = defs
+                .iter()
+                .any(|d| (d.group, d.version, d.plural) == (def.group, def.version, def.plural));
+            if !taken {
+                defs.push(def);
+            }
+        }
+        *self.served.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Served::new(defs));
+    }
+
+    /// The built-in resources.
+    pub fn builtin_defs(&self) -> &[Def] {
+        &self.builtin
+    }
+
+    /// Every served resource, built-in ones first.
+    pub fn all(&self) -> Vec<Def> {
+        self.served().defs.clone()
     }
 
     /// The resource served at `/apis/{group}/{version}/{plural}`.
-    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceDef> {
-        self.by_path
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Def> {
+        let served = self.served();
+        served
+            .by_path
             .get(&(group, version, plural))
-            .map(|&i| &self.defs[i])
+            .map(|&i| served.defs[i].clone())
     }
 
     /// The entry whose stored objects live under the prefix of `key`, with the object's
     /// namespace and name. The entry returned is the one in the storage version.
-    pub fn for_key<'k>(&self, key: &'k str) -> Option<(&ResourceDef, Option<&'k str>, &'k str)> {
+    pub fn for_key<'k>(&self, key: &'k str) -> Option<(Def, Option<&'k str>, &'k str)> {
+        let served = self.served();
+        let storage_def = |prefix: &str| served.by_prefix.get(prefix).map(|&i| &served.defs[i]);
         let (rest, name) = key.rsplit_once('/')?;
-        if let Some(d) = self.storage_def(rest).filter(|d| !d.namespaced) {
-            return Some((d, None, name));
+        if let Some(d) = storage_def(rest).filter(|d| !d.namespaced) {
+            return Some((d.clone(), None, name));
         }
         let (prefix, ns) = rest.rsplit_once('/')?;
-        self.storage_def(prefix)
+        storage_def(prefix)
             .filter(|d| d.namespaced)
-            .map(|d| (d, Some(ns), name))
+            .map(|d| (d.clone(), Some(ns), name))
     }
 
-    fn storage_def(&self, prefix: &str) -> Option<&ResourceDef> {
-        self.defs
-            .iter()
-            .find(|d| d.prefix == prefix && d.storage_version == d.api_version())
+    /// The entry of `def`'s resource in its storage version (itself when it is stored as served).
+    pub fn storage_def(&self, def: &ResourceDef) -> Option<Def> {
+        let served = self.served();
+        served
+            .by_prefix
+            .get(def.prefix)
+            .map(|&i| served.defs[i].clone())
     }
 
     /// The groups served, in discovery order (core first), each with its versions.
     pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
         let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-        for d in &self.defs {
+        for d in &self.served().defs {
             match out.iter_mut().find(|(g, _)| *g == d.group) {
                 Some((_, versions)) if !versions.contains(&d.version) => versions.push(d.version),
                 Some(_) => {}
@@ -585,9 +682,10 @@ impl Registry {
     }
 
     /// The resources of one group version.
-    pub fn resources(&self, group: &str, version: &str) -> impl Iterator<Item = &ResourceDef> {
-        self.defs
-            .iter()
-            .filter(move |d| d.group == group && d.version == version)
+    pub fn resources(&self, group: &str, version: &str) -> impl Iterator<Item = Def> + use<> {
+        let served = self.served();
+        let group_version = |d: &&Def| d.group == group && d.version == version;
+        let defs: Vec<Def> = served.defs.iter().filter(group_version).cloned().collect();
+        defs.into_iter()
     }
 }

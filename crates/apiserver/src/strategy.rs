@@ -45,6 +45,12 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
             obj["status"] = json!({"phase": "Pending", "qosClass": qos_class(&obj["spec"])});
         }
         ("", "namespaces") => obj["status"] = json!({"phase": "Active"}),
+        (crate::crd::GROUP, crate::crd::PLURAL) => {
+            add_finalizer(obj, crate::crd::CLEANUP_FINALIZER);
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("status");
+            }
+        }
         ("", "nodes") => {}
         ("", "persistentvolumes") | ("", "persistentvolumeclaims") => {
             obj["status"] = json!({"phase": "Pending"});
@@ -55,6 +61,20 @@ pub fn prepare_for_create(def: &ResourceDef, obj: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+fn add_finalizer(obj: &mut Value, finalizer: &str) {
+    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let finalizers = meta
+        .entry("finalizers")
+        .or_insert_with(|| Value::Array(vec![]));
+    if let Some(list) = finalizers.as_array_mut()
+        && !list.iter().any(|f| f == finalizer)
+    {
+        list.push(finalizer.into());
     }
 }
 

@@ -15,17 +15,18 @@ use crate::handlers::{
 };
 use crate::objects::{DeleteOptions, details, meta};
 use crate::patch::PatchType;
-use crate::registry::{ResourceDef, Sub};
+use crate::registry::{Def, ResourceDef, Sub};
 use crate::request::{Params, RequestInfo, content_type, negotiate};
 
 pub async fn serve(
     api: &Arc<ApiServer>,
-    def: &'static ResourceDef,
+    entry: Def,
     info: &RequestInfo,
     sub: Sub,
     params: Params,
     req: Request<Body>,
 ) -> ApiResult<Response> {
+    let def: &ResourceDef = &entry;
     let ns = info.namespace.as_deref();
     let name = info.name.as_deref().unwrap_or_default();
     let verb = info.verb;
@@ -42,7 +43,7 @@ pub async fn serve(
         (Sub::Log, _) => log(api, def, ns, name, req.uri().query()).await,
         (Sub::Token, _) => token(api, def, ns, name, req).await,
         (_, "get") => {
-            let (obj, _) = api.read(api.storage_def(def), ns, name).await?;
+            let (obj, _) = api.read(&api.storage_def(def), ns, name).await?;
             Ok(json_response(StatusCode::OK, &obj))
         }
         (_, "update") => {
@@ -135,8 +136,67 @@ fn selector_string(sel: &Value) -> String {
     parts.join(",")
 }
 
+/// The JSON paths (`.spec.replicas`) of a resource's scale: spec replicas, status replicas,
+/// and the label selector (a string) if it has one.
+fn scale_paths(def: &ResourceDef) -> (String, String, Option<String>) {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    match &def.custom {
+        Some(custom) => (
+            text(&custom.scale["specReplicasPath"]).unwrap_or_else(|| ".spec.replicas".into()),
+            text(&custom.scale["statusReplicasPath"]).unwrap_or_else(|| ".status.replicas".into()),
+            text(&custom.scale["labelSelectorPath"]),
+        ),
+        None => (".spec.replicas".into(), ".status.replicas".into(), None),
+    }
+}
+
+/// The value at a simple JSON path (`.spec.replicas`).
+fn at_path<'v>(obj: &'v Value, path: &str) -> &'v Value {
+    path.split('.')
+        .filter(|s| !s.is_empty())
+        .fold(obj, |v, field| &v[field])
+}
+
+/// Sets the value at a simple JSON path, creating the objects on the way.
+fn set_at_path(obj: &mut Value, path: &str, value: Value) {
+    let fields: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    let Some((last, parents)) = fields.split_last() else {
+        return;
+    };
+    let mut at = obj;
+    for field in parents {
+        let Some(m) = at.as_object_mut() else { return };
+        at = m
+            .entry(field.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+        if at.is_null() {
+            *at = Value::Object(Default::default());
+        }
+    }
+    if let Some(m) = at.as_object_mut() {
+        m.insert(last.to_string(), value);
+    }
+}
+
 fn scale_of(def: &ResourceDef, obj: &Value) -> Value {
     let m = meta(obj);
+    if def.custom.is_some() {
+        let (spec, status, selector) = scale_paths(def);
+        let mut scale = json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+                "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"],
+            },
+            "spec": {"replicas": at_path(obj, &spec).as_i64().unwrap_or(0)},
+            "status": {"replicas": at_path(obj, &status).as_i64().unwrap_or(0)},
+        });
+        if let Some(s) = selector.and_then(|p| at_path(obj, &p).as_str().map(str::to_string)) {
+            scale["status"]["selector"] = s.into();
+        }
+        return scale;
+    }
     let selector = if def.kind == "ReplicationController" {
         selector_string(&json!({"matchLabels": obj["spec"]["selector"]}))
     } else {
@@ -200,7 +260,7 @@ async fn scale(
     } else if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");
     }
-    obj["spec"]["replicas"] = replicas.into();
+    set_at_path(&mut obj, &scale_paths(def).0, replicas.into());
     let w = api
         .update(def, ns, name, None, obj, &write_options(params))
         .await?;
@@ -326,7 +386,7 @@ async fn log(
         .registry
         .lookup("", "v1", "nodes")
         .ok_or_else(|| ApiError::Internal("nodes are not served".into()))?;
-    let (node, _) = api.read(nodes, None, node_name).await?;
+    let (node, _) = api.read(&nodes, None, node_name).await?;
     let Some(addr) = crate::metrics::scraper::kubelet_endpoint(&node) else {
         return Err(ApiError::BadRequest(format!(
             "no kubelet endpoint is known for node \"{node_name}\""
@@ -380,7 +440,7 @@ async fn token(
                 .registry
                 .lookup("", "v1", "pods")
                 .ok_or_else(|| ApiError::internal("no pods"))?;
-            let (pod, _) = api.read(pods, Some(ns), pod_name).await?;
+            let (pod, _) = api.read(&pods, Some(ns), pod_name).await?;
             let uid = pod["metadata"]["uid"]
                 .as_str()
                 .unwrap_or_default()

@@ -19,7 +19,7 @@ use crate::ApiServer;
 use crate::cache::{CacheEvent, CachedObject, EventType};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::{Filter, served_value};
-use crate::registry::ResourceDef;
+use crate::registry::Def;
 use crate::request::{Output, Params, RequestInfo};
 use crate::table;
 
@@ -28,7 +28,7 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 /// Who receives the events of one watch, and in what form.
 struct Watcher {
     api: Arc<ApiServer>,
-    def: &'static ResourceDef,
+    def: Def,
     prefix: String,
     name: Option<String>,
     filter: Filter,
@@ -39,12 +39,12 @@ struct Watcher {
 
 pub async fn serve(
     api: Arc<ApiServer>,
-    def: &'static ResourceDef,
+    def: Def,
     info: &RequestInfo,
     params: Params,
     output: Output,
 ) -> ApiResult<Response> {
-    let sdef = api.storage_def(def);
+    let sdef = &api.storage_def(&def);
     let filter = Filter::new(sdef, &params)?;
     let ns = info.namespace.as_deref();
     let prefix = crate::list::prefix(sdef, ns);
@@ -222,9 +222,9 @@ impl Watcher {
     async fn send(&self, kind: EventType, obj: &CachedObject) -> bool {
         let line = match self.output {
             Output::Table => {
-                let v = served_value(self.def, obj);
+                let v = served_value(&self.def, obj);
                 let t = table::table(
-                    self.def,
+                    &self.def,
                     std::iter::once(v),
                     None,
                     "",
@@ -233,12 +233,12 @@ impl Watcher {
                 line_bytes(&json!({"type": kind.as_str(), "object": t}))
             }
             Output::PartialMetadata => {
-                let v = table::partial(&served_value(self.def, obj));
+                let v = table::partial(&served_value(&self.def, obj));
                 line_bytes(&json!({"type": kind.as_str(), "object": v}))
             }
-            Output::Protobuf => self.frame(kind.as_str(), &served_value(self.def, obj)),
+            Output::Protobuf => self.frame(kind.as_str(), &served_value(&self.def, obj)),
             _ if self.def.converts() => {
-                let v = served_value(self.def, obj);
+                let v = served_value(&self.def, obj);
                 line_bytes(&json!({"type": kind.as_str(), "object": v}))
             }
             _ => {

@@ -242,7 +242,6 @@ async fn discovered_resources_are_collected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the API server serves no CustomResourceDefinitions yet"]
 async fn custom_resources_are_collected() {
     let server = TestServer::start().await;
     let client = server.client();

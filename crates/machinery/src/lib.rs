@@ -6,10 +6,12 @@
 //! - [`validation`]: the field-error model and name, label and `metadata` rules, with
 //!   upstream's exact messages;
 //! - [`smp`]: strategic merge patch;
-//! - [`patchmeta`]: the patch strategies and merge keys of the built-in types.
+//! - [`patchmeta`]: the patch strategies and merge keys of the built-in types;
+//! - [`structural`]: CRD structural schemas: pruning, defaulting and validation of custom resources.
 //!
 //! This crate must stay pure: no IO, no async runtime, no dependency on any other k8rs crate.
-//! It depends only on serde, serde_json, thiserror and k8s-openapi (for the API types).
+//! It depends only on serde, serde_json, thiserror, regex (CRD `pattern`s) and k8s-openapi (for the
+//! API types).
 
 mod gofmt;
 
@@ -17,6 +19,7 @@ pub mod fields;
 pub mod labels;
 pub mod patchmeta;
 pub mod smp;
+pub mod structural;
 pub mod validation;
 
 #[cfg(test)]

@@ -83,15 +83,14 @@ pub async fn serve(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-fn core_def(api: &ApiServer, plural: &str) -> ApiResult<&'static crate::registry::ResourceDef> {
-    let registry: &'static crate::registry::Registry = api.registry;
-    registry
+fn core_def(api: &ApiServer, plural: &str) -> ApiResult<crate::registry::Def> {
+    api.registry
         .lookup("", "v1", plural)
         .ok_or_else(|| ApiError::internal(format!("no {plural} in the registry")))
 }
 
 async fn get_node(api: &ApiServer, name: &str) -> ApiResult<Value> {
-    let def = core_def(api, "nodes")?;
+    let def = &core_def(api, "nodes")?;
     api.cache.sync().await?;
     let missing = || ApiError::not_found(Details::new(name, GROUP, "nodemetrics"));
     let node = api.cache.get(&def.key(None, name)).ok_or_else(missing)?;
@@ -105,7 +104,7 @@ async fn get_node(api: &ApiServer, name: &str) -> ApiResult<Value> {
 }
 
 async fn list_nodes(api: &ApiServer, params: &Params) -> ApiResult<Value> {
-    let def = core_def(api, "nodes")?;
+    let def = &core_def(api, "nodes")?;
     let filter = Filter::new(def, params)?;
     let (nodes, _) = api.list_cached(def, None).await?;
     let now = chrono::Utc::now();
@@ -121,7 +120,7 @@ async fn list_nodes(api: &ApiServer, params: &Params) -> ApiResult<Value> {
 }
 
 async fn get_pod(api: &ApiServer, ns: &str, name: &str) -> ApiResult<Value> {
-    let def = core_def(api, "pods")?;
+    let def = &core_def(api, "pods")?;
     api.cache.sync().await?;
     let missing = || ApiError::not_found(Details::new(name, GROUP, "podmetrics"));
     let pod = api
@@ -139,7 +138,7 @@ async fn get_pod(api: &ApiServer, ns: &str, name: &str) -> ApiResult<Value> {
 }
 
 async fn list_pods(api: &ApiServer, ns: Option<&str>, params: &Params) -> ApiResult<Value> {
-    let def = core_def(api, "pods")?;
+    let def = &core_def(api, "pods")?;
     let filter = Filter::new(def, params)?;
     let (pods, _) = api.list_cached(def, ns).await?;
     let now = chrono::Utc::now();

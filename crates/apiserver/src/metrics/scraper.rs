@@ -120,7 +120,7 @@ async fn endpoints(api: &ApiServer) -> BTreeMap<SocketAddr, Vec<String>> {
     let Some(def) = registry.lookup("", "v1", "nodes") else {
         return out;
     };
-    let Ok((nodes, _)) = api.list_cached(def, None).await else {
+    let Ok((nodes, _)) = api.list_cached(&def, None).await else {
         return out;
     };
     for node in nodes {

@@ -208,7 +208,12 @@ impl Collector {
         let crd = r.is_some_and(monitors::is_crd);
         match event {
             Ok(event) => {
-                if crd && matches!(event, watcher::Event::Apply(_) | watcher::Event::Delete(_)) {
+                // A (re)list of the definitions may have brought new ones: discovery runs too.
+                let changed = matches!(
+                    event,
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone
+                );
+                if crd && changed {
                     self.rediscover.notify_one();
                 }
                 self.on_event(res, event);
