@@ -1,6 +1,7 @@
 //! CustomResourceDefinitions on the real server: kubectl applies a definition and its
 //! resources (schema validation, pruning, defaults, printer columns, scale and status
-//! subresources, a second served version, cleanup when the definition goes), and kube-rs's
+//! subresources, CEL rules, a second served version, a restart, cleanup when the definition
+//! goes), and kube-rs's
 //! `#[derive(CustomResource)]` types work unmodified.
 
 mod common;
@@ -44,6 +45,8 @@ spec:
           spec:
             type: object
             required: [size]
+            x-kubernetes-validations:
+            - {rule: "self.replicas <= self.size * 2", message: "at most two replicas per size"}
             properties:
               size: {type: integer, minimum: 1, maximum: 10}
               color: {type: string, enum: [red, blue], default: red}
@@ -79,7 +82,7 @@ fn established(s: &Server, crd: &str) {
 
 #[test]
 fn kubectl_serves_a_definition_and_its_resources() {
-    let s = Server::start(&[]);
+    let mut s = Server::start(&[]);
     s.kubectl_stdin(&["apply", "-f", "-"], WIDGETS);
     established(&s, "widgets.example.com");
     let crd = s.kubectl(&["get", "crd", "widgets.example.com", "-o", "json"]);
@@ -150,6 +153,16 @@ fn kubectl_serves_a_definition_and_its_resources() {
     s.kubectl(&["scale", "widget", "w1", "--replicas=4"]);
     let replicas = s.kubectl(&["get", "widget", "w1", "-o", "jsonpath={.spec.replicas}"]);
     assert_eq!(replicas, "4");
+    let err = s.kubectl_fails(&["scale", "widget", "w1", "--replicas=7"]);
+    assert!(
+        err.contains("spec: Invalid value: \"object\": at most two replicas per size"),
+        "{err}"
+    );
+
+    // After a restart the definition is served before the server says it is ready.
+    s.kill9_and_restart();
+    let size = s.kubectl(&["get", "widget", "w1", "-o", "jsonpath={.spec.size}"]);
+    assert_eq!(size, "3");
     s.kubectl(&[
         "patch",
         "widget",

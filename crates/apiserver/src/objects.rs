@@ -265,10 +265,13 @@ impl ApiServer {
     }
 
     fn validate(&self, def: &ResourceDef, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
-        let errors = match old {
+        let mut errors = match old {
             None => def.typed.validate(obj),
             Some(old) => def.typed.validate_update(obj, old),
         };
+        if (def.group, def.plural) == (crate::crd::GROUP, crate::crd::PLURAL) {
+            errors.extend(crate::crd::rule_syntax_errors(obj));
+        }
         if errors.is_empty() {
             Ok(())
         } else {

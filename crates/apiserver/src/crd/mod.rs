@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use k8rs_machinery::structural::Structural;
 use k8rs_machinery::validation::{
-    FieldError, Path, name_is_dns_subdomain, validate_object_meta, validate_object_meta_update,
+    ErrorKind, FieldError, Path, name_is_dns_subdomain, validate_object_meta,
+    validate_object_meta_update,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
@@ -30,10 +31,29 @@ pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io"
 /// custom resources wait on their own finalizers).
 const RESYNC: Duration = Duration::from_secs(5);
 
-/// The typed operations of one version of a custom resource: its structural schema.
+mod rules;
+
+pub use rules::syntax_errors as rule_syntax_errors;
+
+/// The typed operations of one version of a custom resource: its structural schema and its
+/// CEL rules.
 struct CustomOps {
     namespaced: bool,
     schema: Structural,
+    rules: Option<kube_cel::CompiledSchema>,
+}
+
+impl CustomOps {
+    /// The schema's errors, then the rules' (as upstream, the rules are not run on an object
+    /// with fields of the wrong type).
+    fn schema_errors(&self, value: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let mut errs = self.schema.validate(value);
+        let typed = !errs.iter().any(|e| e.kind == ErrorKind::TypeInvalid);
+        if let (Some(rules), true) = (&self.rules, typed) {
+            errs.extend(rules::check(rules, value, old));
+        }
+        errs
+    }
 }
 
 impl TypedOps for CustomOps {
@@ -69,16 +89,25 @@ impl TypedOps for CustomOps {
             ),
             Err(e) => vec![e],
         };
-        errs.extend(self.schema.validate(value));
+        errs.extend(self.schema_errors(value, None));
         errs
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let mut errs = match (object_meta(new), object_meta(old)) {
-            (Ok(n), Ok(o)) => validate_object_meta_update(&n, &o, &Path::new("metadata")),
+            (Ok(n), Ok(o)) => {
+                let mut errs = validate_object_meta(
+                    &n,
+                    self.namespaced,
+                    name_is_dns_subdomain,
+                    &Path::new("metadata"),
+                );
+                errs.extend(validate_object_meta_update(&n, &o, &Path::new("metadata")));
+                errs
+            }
             (Err(e), _) | (_, Err(e)) => vec![e],
         };
-        errs.extend(self.validate(new));
+        errs.extend(self.schema_errors(new, Some(old)));
         errs
     }
 
@@ -189,7 +218,11 @@ pub fn defs_of(crd: &Value) -> Result<Vec<ResourceDef>, String> {
             generation: Generation::Spec,
             field_selectors: &[],
             return_deleted: false,
-            typed: Box::new(CustomOps { namespaced, schema }),
+            typed: Box::new(CustomOps {
+                namespaced,
+                schema,
+                rules: rules::compile(schema_json),
+            }),
             custom: Some(Arc::new(CustomInfo {
                 printer_columns: v["additionalPrinterColumns"]
                     .as_array()
@@ -575,116 +608,4 @@ fn same_status(a: &Value, b: &Value) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn widgets() -> Value {
-        json!({
-            "metadata": {"name": "widgets.example.com", "uid": "u1", "generation": 1},
-            "spec": {
-                "group": "example.com", "scope": "Namespaced",
-                "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"]},
-                "versions": [
-                    {"name": "v1", "served": true, "storage": true,
-                     "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.count", "statusReplicasPath": ".status.count"}},
-                     "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"count": {"type": "integer"}}}}}}},
-                    {"name": "v1beta1", "served": true, "storage": false,
-                     "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
-                    {"name": "v1alpha1", "served": false, "storage": false,
-                     "schema": {"openAPIV3Schema": {"type": "object"}}},
-                ],
-            },
-        })
-    }
-
-    #[test]
-    fn every_served_version_is_an_entry_stored_in_the_storage_version() {
-        let defs = defs_of(&widgets()).unwrap();
-        let versions: Vec<&str> = defs.iter().map(|d| d.version).collect();
-        assert_eq!(versions, ["v1", "v1beta1"]);
-        let (v1, v1beta1) = (&defs[0], &defs[1]);
-        assert_eq!(v1.prefix, "/registry/example.com/widgets");
-        assert_eq!(v1beta1.prefix, v1.prefix);
-        assert!(!v1.converts() && v1beta1.converts());
-        assert_eq!(v1beta1.storage_version, "example.com/v1");
-        assert_eq!(v1.subresources, [Sub::Status, Sub::Scale]);
-        assert!(v1beta1.subresources.is_empty());
-        assert_eq!(
-            (v1.singular.as_str(), v1.short_names),
-            ("widget", &["wd"][..])
-        );
-        let custom = v1.custom.as_ref().unwrap();
-        assert_eq!(custom.definition, "com.example.v1.Widget");
-        assert_eq!(custom.scale["specReplicasPath"], ".spec.count");
-        assert_eq!(
-            custom.openapi["x-kubernetes-group-version-kind"],
-            json!([{"group": "example.com", "version": "v1", "kind": "Widget"}])
-        );
-    }
-
-    #[test]
-    fn the_schema_prunes_defaults_and_validates_a_version() {
-        let defs = defs_of(&widgets()).unwrap();
-        let (obj, unknown) = defs[0]
-            .typed
-            .normalize(
-                &json!({"apiVersion": "example.com/v1", "kind": "Widget",
-                        "metadata": {"name": "w"}, "spec": {"count": 2, "extra": 1}}),
-                true,
-            )
-            .unwrap();
-        assert_eq!(unknown, ["spec.extra"]);
-        assert_eq!(obj["spec"], json!({"count": 2}));
-        let errs = defs[0]
-            .typed
-            .validate(&json!({"apiVersion": "example.com/v1", "kind": "Widget",
-                    "metadata": {"name": "W!", "namespace": "ns"}, "spec": {"count": "two"}}));
-        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["metadata.name", "spec.count"], "{errs:?}");
-    }
-
-    #[test]
-    fn accepted_names_establish_the_definition_and_record_the_storage_version() {
-        let status = desired_status(&widgets(), None);
-        assert_eq!(status["acceptedNames"]["listKind"], "WidgetList");
-        assert_eq!(status["acceptedNames"]["singular"], "widget");
-        assert_eq!(status["storedVersions"], json!(["v1"]));
-        let conditions: Vec<(&str, &str)> = status["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
-            .collect();
-        assert_eq!(
-            conditions,
-            [("NamesAccepted", "True"), ("Established", "True")]
-        );
-        // The same status again is no change, whatever the transition times say.
-        let mut crd = widgets();
-        crd["status"] = status.clone();
-        let again = desired_status(&crd, None);
-        assert!(same_status(&again, &status));
-    }
-
-    #[test]
-    fn a_name_conflict_is_reported_and_not_established() {
-        let status = desired_status(&widgets(), Some("\"widgets\" is already in use"));
-        let conditions = status["conditions"].as_array().unwrap();
-        assert_eq!(conditions.len(), 1);
-        assert_eq!(conditions[0]["type"], "NamesAccepted");
-        assert_eq!(conditions[0]["status"], "False");
-        assert_eq!(conditions[0]["reason"], "NameConflict");
-        assert_eq!(status["acceptedNames"], json!({"plural": "", "kind": ""}));
-    }
-
-    #[test]
-    fn a_changed_condition_gets_a_new_transition_time() {
-        let mut status = json!({});
-        set_condition(&mut status, "Established", ("False", "A", "a".into()), "t1");
-        set_condition(&mut status, "Established", ("False", "B", "b".into()), "t2");
-        assert_eq!(status["conditions"][0]["lastTransitionTime"], "t1");
-        assert_eq!(status["conditions"][0]["reason"], "B");
-        set_condition(&mut status, "Established", ("True", "C", "c".into()), "t3");
-        assert_eq!(status["conditions"][0]["lastTransitionTime"], "t3");
-    }
-}
+mod tests;
