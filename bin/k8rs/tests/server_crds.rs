@@ -149,6 +149,13 @@ fn kubectl_serves_a_definition_and_its_resources() {
         "{explained}"
     );
 
+    s.kubectl_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &WIDGET.replace("size: 3", "size: 3, color: red"),
+    );
+    let color = s.kubectl(&["get", "widget", "w1", "-o", "jsonpath={.spec.color}"]);
+    assert_eq!(color, "red");
+
     // The scale subresource, the merge patch, and the other served version.
     s.kubectl(&["scale", "widget", "w1", "--replicas=4"]);
     let replicas = s.kubectl(&["get", "widget", "w1", "-o", "jsonpath={.spec.replicas}"]);
@@ -185,8 +192,43 @@ fn kubectl_serves_a_definition_and_its_resources() {
     ]);
     assert!(err.contains("not supported"), "{err}");
 
-    // Deleting the definition takes its resources with it.
-    s.kubectl(&["delete", "crd", "widgets.example.com", "--timeout=30s"]);
+    // Deleting the definition takes its resources with it; while it waits for them (here a
+    // finalizer holds one), no new resource may be created.
+    s.kubectl(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
+    s.kubectl(&["delete", "crd", "widgets.example.com", "--wait=false"]);
+    assert!(eventually(Duration::from_secs(20), || {
+        let out = s.kubectl_raw(&[
+            "get",
+            "widget",
+            "w1",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}",
+        ]);
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    }));
+    let err = s.kubectl_stdin_fails(
+        &["create", "-f", "-"],
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w5}\nspec: {size: 1}\n",
+    );
+    assert!(
+        err.contains("create not allowed while custom resource definition is terminating"),
+        "{err}"
+    );
+    s.kubectl(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
     assert!(eventually(Duration::from_secs(20), || {
         s.kubectl_raw(&[
             "get",

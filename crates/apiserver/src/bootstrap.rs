@@ -253,12 +253,7 @@ impl ApiServer {
     /// Deletes everything in a namespace; returns how many objects remain.
     async fn delete_namespace_content(&self, ns: &str) -> ApiResult<usize> {
         let mut remaining = 0;
-        for def in self
-            .registry
-            .all()
-            .iter()
-            .filter(|d| d.namespaced && !d.converts())
-        {
+        for def in self.registry.stored().iter().filter(|d| d.namespaced) {
             let (objects, _) = self.list_cached(def, Some(ns)).await?;
             for obj in objects {
                 remaining += 1;

@@ -85,6 +85,11 @@ async fn dispatch(
         ("list", None) => list(api, def, ns, &params, output).await,
         ("watch", _) => crate::watch::serve(api.clone(), entry.clone(), info, params, output).await,
         ("create", None) => {
+            if def.custom.as_ref().is_some_and(|c| c.terminating) {
+                return Err(ApiError::MethodNotAllowed(
+                    "create not allowed while custom resource definition is terminating".into(),
+                ));
+            }
             let requester = req.extensions().get::<UserInfo>().cloned();
             let mut body = read_object(api, def.types(), req).await?;
             if (def.group, def.plural) == ("certificates.k8s.io", "certificatesigningrequests") {

@@ -310,6 +310,12 @@ impl ResourceDef {
         (self.group, self.version)
     }
 
+    /// Whether the resource is served (a custom resource may be stored in a version it does
+    /// not serve).
+    pub fn served(&self) -> bool {
+        self.custom.as_ref().is_none_or(|c| c.served)
+    }
+
     /// Whether this is an entry of the custom resource that `crd` defines.
     pub fn custom_of(&self, crd: &Value) -> bool {
         self.custom.is_some()
@@ -567,22 +573,24 @@ pub struct Registry {
 struct Served {
     defs: Vec<Def>,
     by_path: HashMap<(&'static str, &'static str, &'static str), usize>,
-    /// The entry in the storage version of each key prefix.
-    by_prefix: HashMap<&'static str, usize>,
+    /// The entry in the storage version of each key prefix (which a custom resource may store
+    /// in a version it does not serve).
+    by_prefix: HashMap<&'static str, Def>,
 }
 
 impl Served {
-    fn new(defs: Vec<Def>) -> Self {
+    /// `entries` holds the served entries and the storage entries that are not served.
+    fn new(entries: Vec<Def>) -> Self {
+        let by_prefix = entries
+            .iter()
+            .filter(|d| !d.converts())
+            .map(|d| (d.prefix, d.clone()))
+            .collect();
+        let defs: Vec<Def> = entries.into_iter().filter(|d| d.served()).collect();
         let by_path = defs
             .iter()
             .enumerate()
             .map(|(i, d)| ((d.group, d.version, d.plural), i))
-            .collect();
-        let by_prefix = defs
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| !d.converts())
-            .map(|(i, d)| (d.prefix, i))
             .collect();
         Served {
             defs,
@@ -611,7 +619,8 @@ impl Registry {
     }
 
     /// Serves `custom` beside the built-in resources, in place of the custom resources served
-    /// before. An entry whose group, version and plural a built-in resource has is ignored.
+    /// before (a storage entry that is not served is only stored in). An entry whose group,
+    /// version and plural a built-in resource has is ignored.
     pub fn set_custom(&self, custom: Vec<Def>) {
         let mut defs = self.builtin.clone();
         for def in custom {
@@ -648,7 +657,7 @@ impl Registry {
     /// namespace and name. The entry returned is the one in the storage version.
     pub fn for_key<'k>(&self, key: &'k str) -> Option<(Def, Option<&'k str>, &'k str)> {
         let served = self.served();
-        let storage_def = |prefix: &str| served.by_prefix.get(prefix).map(|&i| &served.defs[i]);
+        let storage_def = |prefix: &str| served.by_prefix.get(prefix);
         let (rest, name) = key.rsplit_once('/')?;
         if let Some(d) = storage_def(rest).filter(|d| !d.namespaced) {
             return Some((d.clone(), None, name));
@@ -661,11 +670,17 @@ impl Registry {
 
     /// The entry of `def`'s resource in its storage version (itself when it is stored as served).
     pub fn storage_def(&self, def: &ResourceDef) -> Option<Def> {
-        let served = self.served();
-        served
-            .by_prefix
-            .get(def.prefix)
-            .map(|&i| served.defs[i].clone())
+        self.stored_at(def.prefix)
+    }
+
+    /// The entry in the storage version of every stored resource.
+    pub fn stored(&self) -> Vec<Def> {
+        self.served().by_prefix.values().cloned().collect()
+    }
+
+    /// The entry in the storage version of the resource stored under `prefix`.
+    pub fn stored_at(&self, prefix: &str) -> Option<Def> {
+        self.served().by_prefix.get(prefix).cloned()
     }
 
     /// The groups served, in discovery order (core first), each with its versions.

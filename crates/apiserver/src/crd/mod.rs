@@ -185,7 +185,10 @@ pub fn defs_of(crd: &Value) -> Result<Vec<ResourceDef>, String> {
     let storage_version = intern(&format!("{group}/{storage}"));
     let prefix = intern(&format!("/registry/{group}/{plural}"));
     let mut defs = Vec::new();
-    for v in versions.iter().filter(|v| v["served"] == true) {
+    for v in versions
+        .iter()
+        .filter(|v| v["served"] == true || v["storage"] == true)
+    {
         let name = intern(v["name"].as_str().unwrap_or_default());
         let at = Path::new("spec")
             .child("versions")
@@ -231,6 +234,8 @@ pub fn defs_of(crd: &Value) -> Result<Vec<ResourceDef>, String> {
                 scale: v["subresources"]["scale"].clone(),
                 definition: definition_name(group, name, kind),
                 openapi: openapi_schema(schema_json, group, name, kind),
+                terminating: crd["metadata"]["deletionTimestamp"].is_string(),
+                served: v["served"] == true,
             })),
         });
     }
@@ -249,6 +254,11 @@ pub struct CustomInfo {
     pub definition: String,
     /// The published OpenAPI schema of the version.
     pub openapi: Value,
+    /// Whether the definition is being deleted: its resources may still be read and deleted,
+    /// but not created.
+    pub terminating: bool,
+    /// Whether the version is served (the storage version may not be).
+    pub served: bool,
 }
 
 fn definition_name(group: &str, version: &str, kind: &str) -> String {
@@ -387,10 +397,18 @@ fn set_condition(
     status["conditions"] = Value::Array(conditions);
 }
 
-/// Definitions compiled into registry entries, by definition name, with the uid and
-/// generation they were compiled at.
+/// Definitions compiled into registry entries, by definition name, with the version of the
+/// definition they were compiled from.
 #[derive(Default)]
-pub(crate) struct Compiled(HashMap<String, (String, i64, Vec<Def>)>);
+pub(crate) struct Compiled(HashMap<String, (Version, Vec<Def>)>);
+
+/// What a definition's entries depend on.
+#[derive(PartialEq, Eq)]
+struct Version {
+    uid: String,
+    generation: i64,
+    terminating: bool,
+}
 
 impl ApiServer {
     /// Serves the custom resources of the stored definitions and keeps them in step with the
@@ -526,11 +544,15 @@ impl ApiServer {
             return Ok(());
         }
         let mut remaining = 0;
+        let prefix = format!(
+            "/registry/{}/{}",
+            crd["spec"]["group"].as_str().unwrap_or_default(),
+            crd["spec"]["names"]["plural"].as_str().unwrap_or_default()
+        );
         let storage = self
             .registry
-            .all()
-            .into_iter()
-            .find(|d| d.storage_version == d.served_api_version && d.custom_of(crd));
+            .stored_at(&prefix)
+            .filter(|d| d.custom_of(crd));
         if let Some(def) = storage {
             let (objects, _) = self.list_cached(&def, None).await?;
             for obj in objects {
@@ -571,26 +593,21 @@ impl ApiServer {
     }
 }
 
-/// The entries of `crd`, compiled again only when its uid or generation changed.
+/// The entries of `crd`, compiled again only when its uid, generation or deletion changed.
 fn compile<'c>(compiled: &'c mut Compiled, crd: &Value) -> Result<&'c Vec<Def>, String> {
-    let name = crd["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let uid = crd["metadata"]["uid"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let generation = crd["metadata"]["generation"].as_i64().unwrap_or(0);
-    let fresh = compiled
-        .0
-        .get(&name)
-        .is_some_and(|(u, g, _)| *u == uid && *g == generation);
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let name = text(&crd["metadata"]["name"]);
+    let version = Version {
+        uid: text(&crd["metadata"]["uid"]),
+        generation: crd["metadata"]["generation"].as_i64().unwrap_or(0),
+        terminating: crd["metadata"]["deletionTimestamp"].is_string(),
+    };
+    let fresh = compiled.0.get(&name).is_some_and(|(v, _)| *v == version);
     if !fresh {
         let defs = defs_of(crd)?.into_iter().map(Arc::new).collect();
-        compiled.0.insert(name.clone(), (uid, generation, defs));
+        compiled.0.insert(name.clone(), (version, defs));
     }
-    Ok(&compiled.0[&name].2)
+    Ok(&compiled.0[&name].1)
 }
 
 /// Whether two statuses say the same, transition times aside.

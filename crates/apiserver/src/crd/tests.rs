@@ -173,3 +173,22 @@ fn a_definition_whose_rule_does_not_parse_is_refused() {
         "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
     );
 }
+
+#[test]
+fn a_storage_version_that_is_not_served_is_only_stored_in() {
+    let mut crd = widgets();
+    crd["spec"]["versions"][0]["served"] = json!(false);
+    let registry = crate::registry::Registry::new(Vec::new());
+    registry.set_custom(defs_of(&crd).unwrap().into_iter().map(Arc::new).collect());
+    assert!(registry.lookup("example.com", "v1", "widgets").is_none());
+    let v1beta1 = registry
+        .lookup("example.com", "v1beta1", "widgets")
+        .unwrap();
+    let storage = registry.storage_def(&v1beta1).unwrap();
+    assert_eq!(storage.served_api_version, "example.com/v1");
+    assert_eq!(registry.groups(), [("example.com", vec!["v1beta1"])]);
+    let (found, ns, name) = registry
+        .for_key("/registry/example.com/widgets/default/w")
+        .unwrap();
+    assert_eq!((found.version, ns, name), ("v1", Some("default"), "w"));
+}
