@@ -32,7 +32,7 @@ const PHASE_LIMIT: Duration = Duration::from_secs(120);
 const WATCH_LIMIT: Duration = Duration::from_secs(120);
 const PAGE_SIZE: u32 = 500;
 /// Created together before the first phase, so that no phase races the server's namespace cache.
-const NAMESPACES: [&str; 3] = ["bench-cm", "bench-pods", "bench-watch"];
+const NAMESPACES: [&str; 4] = ["bench-cm", "bench-pods", "bench-watch", "bench-cr"];
 
 /// How much work each phase does.
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +75,8 @@ enum Figure {
     CreateLatency,
     GetRate,
     GetLatency,
+    CustomCreateRate,
+    CustomCreateLatency,
     PodCreateRate,
     FullList,
     PagedList,
@@ -83,13 +85,15 @@ enum Figure {
 }
 
 impl Figure {
-    const ALL: [Figure; 11] = [
+    const ALL: [Figure; 13] = [
         Figure::IdleRss,
         Figure::Ready,
         Figure::CreateRate,
         Figure::CreateLatency,
         Figure::GetRate,
         Figure::GetLatency,
+        Figure::CustomCreateRate,
+        Figure::CustomCreateLatency,
         Figure::PodCreateRate,
         Figure::FullList,
         Figure::PagedList,
@@ -105,6 +109,11 @@ impl Figure {
             Figure::CreateLatency => "create latency p50 / p99".into(),
             Figure::GetRate => format!("get {} ConfigMaps, {CLIENTS} clients", s.configmaps),
             Figure::GetLatency => "get latency p50 / p99".into(),
+            Figure::CustomCreateRate => format!(
+                "create {} custom resources (schema + CEL rule), {CLIENTS} clients",
+                s.configmaps
+            ),
+            Figure::CustomCreateLatency => "custom resource create latency p50 / p99".into(),
             Figure::PodCreateRate => format!("create {} pods, {CLIENTS} clients", s.pods),
             Figure::FullList => format!(
                 "full list of {} pods ({} calls) p50 / max",
@@ -433,6 +442,92 @@ async fn bench_configmaps(
     Ok(())
 }
 
+/// The definition phase 3b creates: a structural schema with nesting, defaults, an enum, bounds
+/// and a CEL rule, so that a create runs every step of custom resource validation.
+fn widgets_definition() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.bench.k8rs.io"},
+        "spec": {
+            "group": "bench.k8rs.io", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                "type": "object",
+                "properties": {"spec": {
+                    "type": "object", "required": ["size"],
+                    "x-kubernetes-validations": [{"rule": "self.replicas <= self.size * 4", "message": "too many replicas"}],
+                    "properties": {
+                        "size": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "replicas": {"type": "integer", "default": 1},
+                        "color": {"type": "string", "enum": ["red", "green", "blue"], "default": "red"},
+                        "labels": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 63}},
+                        "ports": {"type": "array", "maxItems": 16, "items": {
+                            "type": "object", "required": ["port"],
+                            "properties": {"name": {"type": "string"}, "port": {"type": "integer", "minimum": 1, "maximum": 65535}},
+                        }},
+                    },
+                }},
+            }}}],
+        },
+    })
+}
+
+/// Phase 3b: create custom resources (compare with phase 3's ConfigMaps in the same run).
+async fn bench_custom_resources(
+    client: &kube::Client,
+    sizes: &Sizes,
+    name: &str,
+    out: &mut Outcome,
+) -> Result<()> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let crds: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    let crd: DynamicObject = serde_json::from_value(widgets_definition())?;
+    crds.create(&PostParams::default(), &crd).await?;
+    let widgets = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("bench.k8rs.io", "v1", "Widget"),
+        "widgets",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "bench-cr", &widgets);
+    let served = Instant::now();
+    while api.list(&ListParams::default().limit(1)).await.is_err() {
+        if served.elapsed() > READY_LIMIT {
+            bail!("the definition was not served within {READY_LIMIT:?}");
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+    eprintln!(
+        "[{name}] creating {} custom resources with {CLIENTS} clients",
+        sizes.configmaps
+    );
+    let created = run_concurrent(sizes.configmaps, move |i| {
+        let api = api.clone();
+        async move {
+            let widget: DynamicObject = serde_json::from_value(serde_json::json!({
+                "apiVersion": "bench.k8rs.io/v1", "kind": "Widget",
+                "metadata": {"name": format!("w-{i:05}")},
+                "spec": {"size": 1 + i % 100, "replicas": 2, "labels": {"app": "bench", "tier": "web"},
+                         "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]},
+            }))
+            .map_err(kube::Error::SerdeError)?;
+            api.create(&PostParams::default(), &widget).await.map(drop)
+        }
+    })
+    .await;
+    out.figures
+        .insert(Figure::CustomCreateRate, created.rate("creates"));
+    out.figures
+        .insert(Figure::CustomCreateLatency, created.latency());
+    out.notes
+        .extend(created.note(name, "create custom resources"));
+    Ok(())
+}
+
 /// Phase 4: store pods, then time full and paginated lists.
 async fn bench_pod_lists(
     client: &kube::Client,
@@ -681,6 +776,7 @@ async fn run_backend(backend: &Backend, sizes: &Sizes, out: &mut Outcome) -> Res
             }
         }
         bench_configmaps(&client, sizes, name, out).await?;
+        bench_custom_resources(&client, sizes, name, out).await?;
         bench_pod_lists(&client, sizes, name, out).await?;
         bench_watch(&client, sizes, name, out).await?;
         out.figures.insert(

@@ -31,6 +31,7 @@ spec:
   - name: v1
     served: true
     storage: true
+    selectableFields: [{jsonPath: .spec.color}]
     subresources:
       status: {}
       scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas}
@@ -141,6 +142,17 @@ fn kubectl_serves_a_definition_and_its_resources() {
     );
     let color = s.kubectl(&["get", "widget", "w1", "-o", "jsonpath={.spec.color}"]);
     assert_eq!(color, "blue");
+    let blue = s.kubectl(&[
+        "get",
+        "widgets",
+        "--field-selector",
+        "spec.color=blue",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(blue.trim(), "widget.example.com/w1");
+    let err = s.kubectl_fails(&["get", "widgets", "--field-selector", "spec.size=3"]);
+    assert!(err.contains("spec.size"), "{err}");
     let explained = s.kubectl(&["explain", "widgets.spec"]);
     assert!(
         explained.contains("KIND:       Widget")

@@ -401,6 +401,9 @@ pub struct Filter {
     labels: Selector,
     fields: Option<FieldSelector>,
     field_names: Vec<&'static str>,
+    /// The JSON paths of a custom resource's selectable fields, read from the object itself
+    /// (its cached field values may predate its definition's).
+    custom_paths: Option<Vec<&'static str>>,
 }
 
 impl Filter {
@@ -423,10 +426,15 @@ impl Filter {
             }
             None => None,
         };
+        let custom_paths = def
+            .custom
+            .as_ref()
+            .map(|_| def.field_selectors.iter().map(|(_, p)| *p).collect());
         Ok(Filter {
             labels,
             fields,
             field_names,
+            custom_paths,
         })
     }
 
@@ -439,11 +447,15 @@ impl Filter {
             Some(sel) => sel.matches(|field| match field {
                 "metadata.name" => Some(obj.name.clone()),
                 "metadata.namespace" => Some(obj.namespace.clone()),
-                f => self
-                    .field_names
-                    .iter()
-                    .position(|n| *n == f)
-                    .and_then(|i| obj.fields.get(i).cloned()),
+                f => {
+                    let i = self.field_names.iter().position(|n| *n == f)?;
+                    match &self.custom_paths {
+                        Some(paths) => paths
+                            .get(i)
+                            .map(|path| crate::cache::field_value(&obj.value(), path)),
+                        None => obj.fields.get(i).cloned(),
+                    }
+                }
             }),
         }
     }

@@ -70,7 +70,9 @@ impl TypedOps for CustomOps {
                 &mut "metadata".to_string(),
                 &mut unknown,
             );
-            out["metadata"] = typed;
+            if let Some(m) = out.as_object_mut() {
+                m.insert("metadata".into(), typed);
+            }
         }
         if defaults {
             self.schema.apply_defaults(&mut out);
@@ -161,6 +163,34 @@ fn intern_list(v: &Value) -> &'static [&'static str] {
     leaked
 }
 
+/// Field selectors with the JSON path of each, as registry entries name them.
+type FieldSelectors = &'static [(&'static str, &'static str)];
+
+/// A version's `selectableFields` as field selectors: `.spec.color` selects as `spec.color`.
+fn selectable_fields(v: &Value) -> FieldSelectors {
+    static LISTS: LazyLock<Mutex<HashSet<FieldSelectors>>> = LazyLock::new(Default::default);
+    let fields: Vec<(&'static str, &'static str)> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["jsonPath"].as_str())
+        .map(|path| {
+            let name = intern(path.trim_start_matches('.'));
+            (name, name)
+        })
+        .collect();
+    if fields.is_empty() {
+        return &[];
+    }
+    let mut lists = LISTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&known) = lists.get(fields.as_slice()) {
+        return known;
+    }
+    let leaked: FieldSelectors = Box::leak(fields.into_boxed_slice());
+    lists.insert(leaked);
+    leaked
+}
+
 /// The registry entries of a definition's served versions.
 pub fn defs_of(crd: &Value) -> Result<Vec<ResourceDef>, String> {
     let spec = &crd["spec"];
@@ -219,7 +249,7 @@ pub fn defs_of(crd: &Value) -> Result<Vec<ResourceDef>, String> {
             storage_version,
             served_api_version: intern(&format!("{group}/{name}")),
             generation: Generation::Spec,
-            field_selectors: &[],
+            field_selectors: selectable_fields(&v["selectableFields"]),
             return_deleted: false,
             typed: Box::new(CustomOps {
                 namespaced,
