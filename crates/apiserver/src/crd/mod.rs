@@ -27,8 +27,8 @@ pub const GROUP: &str = "apiextensions.k8s.io";
 pub const PLURAL: &str = "customresourcedefinitions";
 /// Held by every definition until its custom resources are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
-/// How often definitions are looked at again without a change (to finish a cleanup whose
-/// custom resources wait on their own finalizers).
+/// How often definitions are looked at again without a change while a cleanup waits on
+/// custom resources' own finalizers, or after a failed pass.
 const RESYNC: Duration = Duration::from_secs(5);
 
 mod rules;
@@ -451,15 +451,21 @@ impl ApiServer {
         let prefix = format!("/registry/{GROUP}/{PLURAL}/");
         loop {
             let (_, _, mut events) = self.cache.snapshot_and_subscribe();
-            if let Err(err) = self.sync_custom_resources(&mut compiled).await {
-                tracing::warn!(%err, "serving custom resource definitions failed");
-            }
+            // Without a change, a pass is needed again only to go on with a cleanup (or after
+            // a failure).
+            let again = match self.sync_custom_resources(&mut compiled).await {
+                Ok(cleaning) => cleaning,
+                Err(err) => {
+                    tracing::warn!(%err, "serving custom resource definitions failed");
+                    true
+                }
+            };
             let deadline = tokio::time::sleep(RESYNC);
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = &mut deadline => break,
+                    _ = &mut deadline, if again => break,
                     event = events.recv() => match event {
                         Ok(e) if e.obj.key.starts_with(&prefix) => break,
                         Ok(_) => {}
@@ -471,8 +477,8 @@ impl ApiServer {
     }
 
     /// One pass: compiles changed definitions, serves the accepted ones, writes their status,
-    /// and cleans up deleted ones.
-    pub(crate) async fn sync_custom_resources(&self, compiled: &mut Compiled) -> ApiResult<()> {
+    /// and cleans up deleted ones. Answers whether a cleanup is under way.
+    pub(crate) async fn sync_custom_resources(&self, compiled: &mut Compiled) -> ApiResult<bool> {
         let crds_def = self.def(GROUP, "v1", PLURAL);
         let (objects, _) = self.list_cached(&crds_def, None).await?;
         let mut crds: Vec<Value> = objects.iter().map(|o| o.value()).collect();
@@ -533,13 +539,15 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        let mut cleaning = false;
         for crd in crds
             .iter()
             .filter(|c| c["metadata"]["deletionTimestamp"].is_string())
         {
             self.clean_up_definition(&crds_def, crd).await?;
+            cleaning = true;
         }
-        Ok(())
+        Ok(cleaning)
     }
 
     /// Why a definition's names cannot be accepted: a built-in resource or an older
